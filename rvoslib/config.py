@@ -1,0 +1,283 @@
+"""Configuration dataclasses for every component, and the presets.
+
+A config is plain data: the builders (``build_model``, the engines) are the only
+readers, and the whole ``Config`` is saved inside every checkpoint as a dict
+(``to_dict`` / ``from_dict``). Presets are small functions that return a fresh
+``Config``; ``get_preset(name)`` picks one by name.
+
+Shapes are named as in the package docstring (B, T, H, W, h, w, N, D_v, D_t, d, L, P).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+
+@dataclass
+class BackboneConfig:
+    """The frozen CLIP towers, created through open_clip."""
+
+    model_name: str = "ViT-B-16"  # open_clip architecture; "rvos-tiny" is registered by rvoslib at run time
+    pretrained: Optional[str] = "openai"  # open_clip tag, local checkpoint path, or None (random init)
+    image_size: int = 352  # S: square input side in pixels; a multiple of the patch size
+    cache_dir: Optional[str] = None  # open_clip's weight cache folder (None: its default)
+    grad_checkpointing: bool = False  # recompute frozen CLIP blocks in backward to save activation memory
+
+
+@dataclass
+class PromptConfig:
+    """Prompt generator and history tokens."""
+
+    num_vision: int = 10  # N_v vision prompts appended to every frame's tokens
+    num_temporal: int = 4  # N_tp temporal prompts per frame
+    num_language: int = 8  # N_l language prompts inserted after the start token
+    num_history: int = 4  # N_h history tokens carried from the previous clip
+    generator_dim: int = 256  # width of the small shared Transformer that generates prompts
+    generator_layers: int = 1  # depth of that Transformer
+    generator_heads: int = 4  # heads of that Transformer
+    max_frames: int = 64  # largest T the temporal prompts have a frame embedding for
+    use_temporal: bool = True  # False: no temporal prompts and no temporal capture (ablation)
+    use_history: bool = True  # False: no history tokens (ablation)
+    use_vision: bool = True  # False: no vision prompts
+    use_language: bool = True  # False: no language prompts
+
+
+@dataclass
+class VisionConfig:
+    """Prompt-tuned vision encoder over open_clip's ViT blocks."""
+
+    stage1: bool = True  # stage-1 VL cross-attention (visual tokens -> words) inside the encoder
+    stage1_layers: Optional[tuple] = None  # block indices with stage-1 cross-attention; None = every block
+    stage1_heads: int = 8  # heads of the stage-1 cross-attention
+    tap_layers: tuple = (3, 7, 9, 11)  # 0-based block indices whose patch tokens are tapped (first = shallow)
+
+
+@dataclass
+class FusionConfig:
+    """Stage 2: dual propagation between word and video tokens, then sentence gating."""
+
+    heads: int = 8  # heads of both cross-attentions
+
+
+@dataclass
+class SpatioTemporalConfig:
+    """Stage 3: cube-frame attention encoder and the shallow-feature/text decoder."""
+
+    layers: int = 4  # N_st encoder layers (and decoder layers)
+    heads: int = 8  # attention heads
+    cube_size: int = 4  # k: a cube is a k x k spatial window through all T frames
+    attention: str = "cube-frame"  # "cube-frame" | "full" | "frame" | "cube" | "shifted-cube"
+    ffn_dim: int = 1024  # hidden width of the feed-forward blocks
+    dropout: float = 0.0  # dropout inside attention and FFN
+    decoder: bool = True  # the parallel decoder where the shallow feature queries the words
+
+
+@dataclass
+class HeadConfig:
+    """Mask head and pixel-text similarity."""
+
+    hidden: int = 256  # channels of the upsampling conv stack
+    groups: int = 32  # GroupNorm groups
+    output_stride: int = 4  # the conv stack upsamples x2 until this stride, then bilinear to S
+    sim_dim: int = 256  # projection width for the pixel-text cosine map
+
+
+@dataclass
+class ModelConfig:
+    """Everything ``build_model`` reads."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    spatiotemporal: SpatioTemporalConfig = field(default_factory=SpatioTemporalConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    dim: int = 256  # d: internal width after the tap projections
+    num_frames: int = 6  # T: frames per training clip and per inference window
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and their weights (DESIGN section 6)."""
+
+    mask_loss: str = "bce"  # "bce" | "focal"
+    bce_weight: float = 2.0  # weight of BCE (or focal) on every mask
+    dice_weight: float = 5.0  # weight of Dice on every mask
+    aux_weight: float = 1.0  # multiplies each auxiliary layer's terms
+    sim_bce_weight: float = 2.0  # BCE on the pixel-text map
+    sim_dice_weight: float = 5.0  # Dice on the pixel-text map
+    sim_temperature: float = 0.1  # cosine / temperature gives the pixel-text logits
+    focal_alpha: float = 0.25  # focal loss alpha
+    focal_gamma: float = 2.0  # focal loss gamma
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read and how to sample clips (T and S come from the model config)."""
+
+    root: str = "data_samples/synthetic"  # dataset root folder
+    format: str = "ytvos"  # "ytvos" | "mevis" | "davis" | "a2d"
+    train_split: str = "train"  # sub-folder (or split name) for training
+    val_split: str = "valid"  # sub-folder (or split name) for validation
+    max_skip: int = 3  # largest gap between consecutive sampled training frames
+    flip_prob: float = 0.5  # horizontal flip probability (swaps "left"/"right" in the sentence)
+    jitter: float = 0.1  # photometric jitter strength (0 disables)
+    num_workers: int = 0  # DataLoader workers
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, checkpoints and logging."""
+
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 1  # clips per device per step
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    lr: float = 1e-4  # AdamW learning rate for most trainable parameters
+    lr_prompt_head: float = 5e-5  # learning rate for the prompt generator and the mask head
+    weight_decay: float = 5e-4  # AdamW weight decay
+    clip_grad: float = 0.1  # max grad norm (0 disables)
+    warmup_steps: int = 100  # linear warm-up steps
+    lr_milestones: tuple = (0.8,)  # fractions of `steps` where the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # step-decay factor
+    amp: str = "auto"  # "auto" (bf16 on CUDA when supported) | "bf16" | "fp16" | "none"
+    history_training: str = "off"  # "off" | "one-step" | "two-step": two-clip history training
+    ckpt_every: int = 500  # steps between checkpoints
+    eval_every: int = 500  # steps between validation runs (0 disables)
+    log_every: int = 10  # steps between log lines
+    seed: int = 0  # seeds python, numpy and torch
+    out_dir: str = "runs/default"  # run folder: checkpoints, log, config
+    save_full_model: bool = False  # also store frozen CLIP weights in checkpoints
+
+
+@dataclass
+class Config:
+    """The whole experiment."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Nested plain dict (tuples become lists), safe for JSON and ``torch.save``."""
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        """Inverse of ``to_dict``; unknown keys raise ``ValueError`` naming them."""
+        return _from_dict(cls, data, "config")
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known keys are {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        elif name == "stage1_layers" and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Return a copy of ``cfg`` with ``"section.sub.field=value"`` overrides applied.
+
+    Values are parsed as Python literals when possible (``3``, ``1e-4``, ``(0, 1)``,
+    ``None``, ``True``), otherwise kept as strings. Raises ``ValueError`` naming the
+    bad override.
+    """
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+        key, raw = item.split("=", 1)
+        *path, name = key.strip().split(".")
+        target: Any = cfg
+        for part in path:
+            if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+                raise ValueError(f"override {item!r}: no config section {part!r}")
+            target = getattr(target, part)
+        if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+            raise ValueError(f"override {item!r}: no config field {key!r}")
+        setattr(target, name, _parse_value(raw))
+    return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    return tuple(value) if isinstance(value, list) else value
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def clip_b16() -> Config:
+    """The paper's setting: open_clip ViT-B-16 with OpenAI weights, S=352 (22 x 22 grid), T=6."""
+    return Config()
+
+
+def clip_l14() -> Config:
+    """ViT-L-14 with OpenAI weights at S=336 (24 x 24 grid); taps scaled to 24 blocks."""
+    cfg = Config()
+    cfg.model.backbone = BackboneConfig(model_name="ViT-L-14", pretrained="openai", image_size=336)
+    cfg.model.vision.tap_layers = (7, 15, 19, 23)
+    return cfg
+
+
+def tiny() -> Config:
+    """A CPU-sized model for tests, notebooks' fast mode and toy-scale studies.
+
+    The CLIP is open_clip's own architecture at toy size ("rvos-tiny": width 64,
+    4 layers, patch 8, S=64 -> 8 x 8 grid; text width 64, 4 layers, context 32).
+    ``pretrained=None`` gives random CLIP weights; the engines point it at the
+    shipped tiny pretrained checkpoint.
+    """
+    cfg = Config()
+    m = cfg.model
+    m.backbone = BackboneConfig(model_name="rvos-tiny", pretrained=None, image_size=64)
+    m.prompts = PromptConfig(num_vision=4, num_temporal=2, num_language=4, num_history=2,
+                             generator_dim=64, generator_layers=1, generator_heads=2)
+    m.vision = VisionConfig(stage1_heads=2, tap_layers=(0, 1, 2, 3))
+    m.fusion = FusionConfig(heads=4)
+    m.spatiotemporal = SpatioTemporalConfig(layers=2, heads=4, cube_size=4, ffn_dim=256)
+    m.head = HeadConfig(hidden=64, groups=8, sim_dim=64)
+    m.dim = 64
+    m.num_frames = 4
+    cfg.train = TrainConfig(steps=600, lr=1e-3, lr_prompt_head=5e-4, warmup_steps=20, batch_size=4,
+                            clip_grad=1.0, ckpt_every=200, eval_every=200, out_dir="runs/tiny")
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], Config]] = {"tiny": tiny, "clip-b16": clip_b16, "clip-l14": clip_l14}
+
+
+def get_preset(name: str) -> Config:
+    """A fresh ``Config`` for a preset name ("tiny", "clip-b16", "clip-l14")."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,72 @@
+"""Run-time choices shared by notebooks, engines and the command line.
+
+``setup()`` is the one helper every notebook calls in its first code cell: it
+reads ``RVOSLIB_MODE`` (``fast`` | ``full`` | ``auto``), seeds every generator,
+and picks a device. ``seed_everything`` and ``pick_device`` are reused by the
+engines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+MODES = ("fast", "full", "auto")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a notebook or script should do on this machine."""
+
+    mode: str  # "fast" (tiny preset, CPU-sized data) or "full" (real presets, GPU)
+    device: torch.device  # where tensors and models go
+    seed: int  # the seed every generator got
+
+    @property
+    def fast(self) -> bool:
+        return self.mode == "fast"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_mode(mode: str | None = None) -> str:
+    """``mode`` or ``$RVOSLIB_MODE`` (default ``auto``), with ``auto`` -> full on CUDA, else fast."""
+    mode = (mode or os.environ.get("RVOSLIB_MODE") or "auto").strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"RVOSLIB_MODE={mode!r} is not one of {MODES}")
+    if mode == "auto":
+        mode = "full" if torch.cuda.is_available() else "fast"
+    return mode
+
+
+def setup(seed: int = 0, mode: str | None = None, device: str | None = None) -> Runtime:
+    """Read the mode, seed everything, pick the device; log and return the choices.
+
+    In fast mode the device is the CPU unless one is given, so a notebook's fast
+    run behaves the same on a laptop and on a GPU machine.
+    """
+    mode = resolve_mode(mode)
+    seed_everything(seed)
+    chosen = torch.device(device) if device else (torch.device("cpu") if mode == "fast" else pick_device())
+    rt = Runtime(mode=mode, device=chosen, seed=seed)
+    log.info("rvoslib runtime: mode=%s device=%s seed=%d", rt.mode, rt.device, rt.seed)
+    return rt
