@@ -1,0 +1,142 @@
+"""rvoslib.io: reading frames folders and videos, masks, atomic writers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import rvoslib.io as rio
+from rvoslib.io import DAVIS_PALETTE, read_mask, read_video, write_mask, write_video
+
+BLACKSWAN = "davis/blackswan"
+
+
+def test_palette_matches_davis_annotation(samples):
+    palette = np.array(Image.open(samples / BLACKSWAN / "Annotations/00000.png").getpalette()).reshape(-1, 3)
+    assert DAVIS_PALETTE.shape == (256, 3) and DAVIS_PALETTE.dtype == np.uint8
+    np.testing.assert_array_equal(DAVIS_PALETTE[: len(palette)], palette)
+    assert DAVIS_PALETTE[1].tolist() == [128, 0, 0] and DAVIS_PALETTE[255].tolist() == [224, 224, 192]
+
+
+def test_read_frames_folder_of_samples(samples):
+    frames, names = read_video(samples / BLACKSWAN / "JPEGImages")
+    assert frames.shape == (12, 480, 854, 3) and frames.dtype == np.uint8
+    assert names == [f"{i:05d}" for i in range(12)]
+    strided, names2 = read_video(samples / BLACKSWAN / "JPEGImages", stride=5, max_frames=2)
+    assert names2 == ["00000", "00005"]
+    np.testing.assert_array_equal(strided[1], frames[5])
+
+
+def test_read_mp4_sample_matches_frames(samples):
+    frames, _ = read_video(samples / BLACKSWAN / "JPEGImages")
+    video, names = read_video(samples / "blackswan.mp4")
+    assert video.shape == frames.shape == (12, 480, 854, 3)
+    assert names[0] == "00000" and names[-1] == "00011"
+    assert np.abs(video.astype(int) - frames).mean() < 8  # H.264 is lossy, but close
+
+
+def test_mp4_falls_back_to_imageio(samples, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("decord unavailable")
+
+    monkeypatch.setattr(rio, "_read_with_decord", broken)
+    video, names = read_video(samples / "blackswan.mp4", stride=4)
+    assert video.shape == (3, 480, 854, 3) and names == ["00000", "00004", "00008"]
+
+
+def test_missing_empty_corrupt_inputs(tmp_path, save_rgb):
+    with pytest.raises(FileNotFoundError, match="does not exist: .*nowhere"):
+        read_video(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="frames folder is empty: .*empty"):
+        read_video(tmp_path / "empty")
+    folder = tmp_path / "frames"
+    save_rgb(folder / "00000.jpg", np.zeros((4, 5, 3)))
+    (folder / "00001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"cannot decode frame .*00001\.jpg"):
+        read_video(folder)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(ValueError, match=r"cannot decode video file .*bad\.mp4"):
+        read_video(tmp_path / "bad.mp4")
+    with pytest.raises(ValueError, match="stride"):
+        read_video(folder, stride=0)
+
+
+def test_mixed_sizes_name_frame_and_sizes(tmp_path, save_rgb):
+    save_rgb(tmp_path / "00000.png", np.zeros((4, 5, 3)))
+    save_rgb(tmp_path / "00001.png", np.zeros((4, 5, 3)))
+    save_rgb(tmp_path / "00002.png", np.zeros((6, 5, 3)))
+    with pytest.raises(ValueError, match=r"mixed sizes: .*00002\.png is 6 x 5 .*00000\.png is 4 x 5"):
+        read_video(tmp_path)
+
+
+def test_gray_rgba_palette_frames_become_rgb(tmp_path):
+    Image.fromarray(np.full((3, 4), 100, np.uint8), mode="L").save(tmp_path / "00000.png")
+    rgba = np.zeros((3, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "00001.png")
+    pal = Image.fromarray(np.ones((3, 4), np.uint8), mode="P")
+    pal.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    pal.save(tmp_path / "00002.png")
+    frames, _ = read_video(tmp_path)
+    assert frames.shape == (3, 3, 4, 3)
+    assert frames[0, 0, 0].tolist() == [100, 100, 100]
+    assert frames[1, 0, 0].tolist() == [200, 0, 0]
+    assert frames[2, 0, 0].tolist() == [10, 20, 30]
+
+
+def test_mask_roundtrip_and_davis_mask(tmp_path, samples):
+    mask = np.zeros((5, 7), np.uint8)
+    mask[1:3, 2:5], mask[4, 6], mask[0, 0] = 3, 255, 1
+    write_mask(tmp_path / "m.png", mask)
+    with Image.open(tmp_path / "m.png") as image:
+        assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+    davis = read_mask(samples / BLACKSWAN / "Annotations/00000.png")
+    assert davis.shape == (480, 854) and set(np.unique(davis)) == {0, 1} and int((davis == 1).sum()) == 41343
+
+
+def test_mask_errors(tmp_path, save_rgb):
+    with pytest.raises(ValueError, match=r"\(H, W\) mask"):
+        write_mask(tmp_path / "m.png", np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match="0..255"):
+        write_mask(tmp_path / "m.png", np.full((2, 2), 300))
+    save_rgb(tmp_path / "rgb.png", np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match=r"rgb\.png has image mode 'RGB'"):
+        read_mask(tmp_path / "rgb.png")
+    with pytest.raises(FileNotFoundError, match="mask file does not exist"):
+        read_mask(tmp_path / "none.png")
+
+
+def test_write_video_gif_and_small_mp4(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(5, 32, 48, 3), dtype=np.uint8)
+    write_video(tmp_path / "a.gif", frames, fps=5)
+    gif, _ = read_video(tmp_path / "a.gif")
+    assert gif.shape == (5, 32, 48, 3)
+    write_video(tmp_path / "a.mp4", frames, fps=5)
+    mp4, names = read_video(tmp_path / "a.mp4")
+    assert mp4.shape == (5, 32, 48, 3) and len(names) == 5
+    write_video(tmp_path / "odd.mp4", frames[:, :31, :33], fps=5)  # padded to even size
+    assert read_video(tmp_path / "odd.mp4")[0].shape == (5, 32, 34, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.mp4", "odd.mp4"]
+
+
+def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"original")
+
+    def crash(path, frames, fps):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rio, "_write_ffmpeg", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_video(target, np.zeros((2, 4, 4, 3), np.uint8), fps=10)
+    assert target.read_bytes() == b"original"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+    with pytest.raises(ValueError, match=r"uint8 .*clip\.mp4"):
+        write_video(target, np.zeros((2, 4, 4, 3), np.float32), fps=10)
+    with pytest.raises(ValueError, match="unsupported extension '.txt'"):
+        write_video(tmp_path / "clip.txt", np.zeros((2, 4, 4, 3), np.uint8))
