@@ -1,0 +1,203 @@
+"""Prompt-tuned forward over open_clip's frozen text transformer (CoOp-style language prompts).
+
+The token sequence fed to CLIP's text transformer is
+
+    [SOT | N_l language prompts | words ... | EOT | padding]
+
+built from open_clip's frozen ``token_embedding`` (the prompts are already embeddings),
+plus CLIP's ``positional_embedding`` over every position, then CLIP's own blocks with
+the causal mask, then ``ln_final``. If a sentence plus the prompts no longer fits the
+context length, its last words are dropped (the EOT token is kept) and a warning is
+issued once per process.
+
+Outputs (see :meth:`PromptedTextEncoder.forward`):
+
+- ``words (B, L, D_t)``: features after ``ln_final`` of the word tokens only: no SOT, no
+  prompts, no EOT. L is the number of words of the longest sentence in the batch (not
+  the context length); shorter sentences are zero-filled and flagged in ``word_pad``.
+- ``word_pad (B, L)`` bool, True at padding.
+- ``sentence (B, D_t)``: the EOT-position feature after ``ln_final`` (CLIP's sentence
+  feature before its projection), as DESIGN section 5 states.
+- ``sentence_proj (B, embed_dim)``: ``sentence @ text_projection``; with no prompts it
+  equals ``clip.encode_text(tokens)``.
+
+Because attention is causal, positions after the longest EOT never influence the
+outputs, so the transformer runs only over ``max(EOT position) + 1`` tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .backbone import keep_frozen_eval, unwrap_clip
+from .config import PromptConfig
+
+logger = logging.getLogger(__name__)
+
+_truncation_warned = False  # truncation is reported once per process
+
+
+def _warn_truncation_once(message: str) -> None:
+    global _truncation_warned
+    if not _truncation_warned:
+        _truncation_warned = True
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        logger.debug(message)
+
+
+def tokenize(sentences: Union[str, Sequence[str]], tokenizer, num_prompts: int = 0) -> torch.Tensor:
+    """Validate and tokenize sentences with an open_clip tokenizer.
+
+    Args:
+        sentences: one string or B strings.
+        tokenizer: from ``rvoslib.backbone.get_tokenizer`` (open_clip ``SimpleTokenizer``).
+        num_prompts: N_l language prompts that will be inserted; only used to warn about
+            truncation early (the encoder truncates).
+
+    Returns:
+        ``LongTensor (B, L_ctx)``: SOT, word ids, EOT, zeros.
+
+    Raises ``ValueError`` naming the index of an empty or whitespace-only sentence (or a
+    non-string). Warns once per process when a sentence will be truncated.
+    """
+    if isinstance(sentences, str):
+        sentences = [sentences]
+    sentences = list(sentences)
+    if not sentences:
+        raise ValueError("tokenize: got no sentences")
+    for i, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise ValueError(f"sentence {i} must be a str, got {type(sentence).__name__}")
+        if not sentence.strip():
+            raise ValueError(f"sentence {i} is empty or whitespace only ({sentence!r}); "
+                             "a referring expression must contain words")
+    ctx = getattr(tokenizer, "context_length", None)
+    if ctx and hasattr(tokenizer, "encode"):
+        room = ctx - 2 - num_prompts
+        for i, sentence in enumerate(sentences):
+            n = len(tokenizer.encode(sentence))
+            if n > room:
+                _warn_truncation_once(
+                    f"sentence {i} ({sentence[:60]!r}...) has {n} tokens; with {num_prompts} language prompts "
+                    f"only {room} fit the context length {ctx}: the last words are dropped")
+    return tokenizer(sentences)
+
+
+class PromptedTextEncoder(nn.Module):
+    """CLIP's frozen text tower with CoOp-style language prompts.
+
+    Args:
+        clip_model: open_clip ``CLIP`` (or ``CustomTextCLIP`` / :class:`~rvoslib.backbone.FrozenCLIP`)
+            with a causal, argmax-pooled text transformer.
+        prompt_cfg: ``PromptConfig``; ``num_language`` bounds the words that fit the context.
+
+    The CLIP modules are shared, frozen and kept in eval mode by ``train()``.
+    """
+
+    def __init__(self, clip_model: nn.Module, prompt_cfg: PromptConfig):
+        super().__init__()
+        clip_model = unwrap_clip(clip_model)
+        tower = getattr(clip_model, "text", clip_model)  # CustomTextCLIP keeps a TextTransformer in .text
+        for name in ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask"):
+            if getattr(tower, name, None) is None:
+                raise ValueError(f"PromptedTextEncoder needs an open_clip causal text transformer; "
+                                 f"the model has no {name!r}")
+        if getattr(tower, "cls_emb", None) is not None or getattr(tower, "text_pool_type",
+                                                                   getattr(tower, "pool_type", "argmax")) != "argmax":
+            raise ValueError("PromptedTextEncoder supports CLIP-style text towers (argmax/EOT pooling, no CLS token)")
+        self.token_embedding = tower.token_embedding
+        self.positional_embedding = tower.positional_embedding  # (L_ctx, D_t), frozen, shared
+        self.transformer = tower.transformer
+        self.ln_final = tower.ln_final
+        self.text_projection = tower.text_projection  # (D_t, embed_dim) Parameter, Linear or None
+        self.register_buffer("attn_mask", tower.attn_mask, persistent=False)  # (L_ctx, L_ctx) causal
+        self.num_prompts = prompt_cfg.num_language if prompt_cfg.use_language else 0
+        self.context_length = self.positional_embedding.shape[0]
+        if self.context_length - 2 - self.num_prompts < 1:
+            raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
+                             f"context length {self.context_length}")
+
+    @property
+    def text_width(self) -> int:
+        """D_t."""
+        return self.positional_embedding.shape[1]
+
+    def train(self, mode: bool = True) -> "PromptedTextEncoder":
+        super().train(mode)
+        keep_frozen_eval(self.token_embedding, self.transformer, self.ln_final)
+        return self
+
+    def project(self, sentence: torch.Tensor) -> torch.Tensor:
+        """(B, D_t) -> (B, embed_dim) with CLIP's frozen text projection (identity if it has none)."""
+        if self.text_projection is None:
+            return sentence
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(sentence)
+        return sentence @ self.text_projection
+
+    def _truncate(self, tokens: torch.Tensor, num_prompts: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop words that do not fit next to the prompts; returns (tokens, EOT index (B,))."""
+        eot_idx = tokens.argmax(dim=-1)  # (B,), EOT has the largest id
+        max_eot = self.context_length - 1 - num_prompts
+        too_long = eot_idx > max_eot
+        if too_long.any():
+            rows = too_long.nonzero().flatten().tolist()
+            _warn_truncation_once(
+                f"sentences {rows} do not fit the context length {self.context_length} with {num_prompts} "
+                f"language prompts: keeping their first {max_eot - 1} words and the end token")
+            eot_id = tokens.gather(1, eot_idx[:, None])  # (B, 1)
+            tokens = tokens.clone()
+            tokens[too_long, max_eot] = eot_id[too_long, 0]
+            tokens[too_long, max_eot + 1:] = 0
+            eot_idx = torch.where(too_long, torch.full_like(eot_idx, max_eot), eot_idx)
+        return tokens, eot_idx
+
+    def forward(self, tokens: torch.Tensor, language_prompts: Optional[torch.Tensor] = None) -> dict:
+        """Encode tokenized sentences with optional language prompts.
+
+        Args:
+            tokens: ``(B, L_ctx)`` from :func:`tokenize` (L_ctx <= CLIP's context length).
+            language_prompts: ``(N_l, D_t)`` from the prompt generator, or None.
+
+        Returns:
+            dict ``words (B, L, D_t)``, ``word_pad (B, L)`` bool, ``sentence (B, D_t)``,
+            ``sentence_proj (B, embed_dim)`` (see the module docstring).
+        """
+        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be an integer tensor (B, L_ctx), got {tuple(tokens.shape)} {tokens.dtype}")
+        if tokens.shape[1] > self.context_length:
+            raise ValueError(f"tokens have length {tokens.shape[1]} > the context length {self.context_length}")
+        n_p = 0 if language_prompts is None else language_prompts.shape[0]
+        if language_prompts is not None and language_prompts.shape != (n_p, self.text_width):
+            raise ValueError(f"language_prompts must be (N_l, D_t={self.text_width}), "
+                             f"got {tuple(language_prompts.shape)}")
+        tokens, eot_idx = self._truncate(tokens.long(), n_p)
+        num_words = eot_idx - 1  # (B,)
+        if (num_words < 1).any():
+            rows = (num_words < 1).nonzero().flatten().tolist()
+            raise ValueError(f"sentences {rows} have no words (empty sentence?); use rvoslib.text_encoder.tokenize")
+        seq_len = int(eot_idx.max()) + 1 + n_p
+        x = self.token_embedding(tokens[:, : seq_len - n_p])  # (B, seq_len - N_l, D_t)
+        dtype = self.positional_embedding.dtype
+        x = x.to(dtype)
+        if n_p:
+            prompts = language_prompts.to(dtype).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, N_l, D_t)
+            x = torch.cat([x[:, :1], prompts, x[:, 1:]], dim=1)  # (B, seq_len, D_t)
+        x = x + self.positional_embedding[:seq_len]
+        x = self.transformer(x, attn_mask=self.attn_mask[:seq_len, :seq_len])
+        x = self.ln_final(x)  # (B, seq_len, D_t)
+
+        batch = torch.arange(x.shape[0], device=x.device)
+        sentence = x[batch, eot_idx + n_p]  # (B, D_t)
+        max_words = int(num_words.max())
+        words = x[:, 1 + n_p: 1 + n_p + max_words]  # (B, L, D_t)
+        word_pad = torch.arange(max_words, device=x.device)[None] >= num_words[:, None]  # (B, L)
+        words = words.masked_fill(word_pad[..., None], 0.0)
+        return {"words": words, "word_pad": word_pad, "sentence": sentence,
+                "sentence_proj": self.project(sentence)}

@@ -1,0 +1,442 @@
+"""Prompt-tuned forward over open_clip's frozen ViT blocks.
+
+Per frame the token sequence is (S_f tokens)
+
+    [CLS | N patches | N_h history | N_v vision prompts | N_tp temporal prompts]
+
+CLS and patches are embedded exactly as open_clip's ``VisionTransformer._embeds`` does
+(``conv1``, ``class_embedding``, ``positional_embedding``, ``ln_pre``); history and
+prompt tokens are appended after ``ln_pre`` with no position embedding. Frames go
+through the blocks as ``(b t)``. For each ViT block l (open_clip ``ResidualAttentionBlock``):
+
+1. frozen self-attention within the frame (``block.attention``, layer scale ``ls_1``);
+   then, in the blocks listed by ``vision.stage1_layers``, a new stage-1
+   cross-attention from the frame's CLS and patch tokens to the words (projected
+   D_t -> D_v, padded words masked), added through ``tanh(alpha_l)`` with alpha_l = 0
+   at init, so at step 0 the block computes exactly what CLIP computes;
+2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``);
+3. temporal capture (when temporal prompts are given): the temporal prompts of all T
+   frames ``(B, T*N_tp, D_v)`` attend to all tokens of all frames ``(B, T*S_f, D_v)``
+   through block l's own frozen attention, ``block.attention(q_x=ln_1(tp),
+   k_x=ln_1(all), v_x=ln_1(all))``, with a residual add through ``ls_1``, and are
+   written back into their frames. No new parameters; this is how information moves
+   across frames inside the frozen encoder.
+
+Taps: the patch tokens after each block in ``vision.tap_layers`` ``(B, T, D_v, h, w)``
+go through their own 1x1 projection (LayerNorm + Linear, D_v -> d; the LayerNorm
+tames the large-magnitude channels of CLIP's residual stream) and are summed into
+F_v; the first tap also gets a separate projection into the shallow feature S.
+
+A note on gradients: at step 0 the gates are tanh(0) = 0, so the stage-1
+cross-attention weights and the word projection receive an all-zero gradient; each
+gate's alpha does receive a non-zero gradient, and once an optimizer step has moved
+alpha away from 0 the cross-attention weights are trained too (the tests check both).
+
+``record_attention=True`` switches every attention of interest to a manual-softmax
+path that returns the same outputs (tested) and records head-averaged maps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .backbone import keep_frozen_eval, unwrap_clip
+from .config import ModelConfig
+
+
+# --------------------------------------------------------------------------- attention helpers
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return rearrange(x, "b n (h c) -> b h n c", h=heads)  # (B, heads, n, c)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor] = None,
+           record: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Scaled dot-product attention over heads.
+
+    Args:
+        q: ``(B, heads, Q, c)``; k, v: ``(B, heads, K, c)``.
+        mask: bool, broadcastable to ``(B, heads, Q, K)``, True = may attend; or None.
+        record: use a manual softmax and also return the weights.
+
+    Returns:
+        ``(out (B, heads, Q, c), weights (B, heads, Q, K) or None)``.
+    """
+    if not record:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, Q, K)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+def frozen_attention_manual(attn: nn.MultiheadAttention, q_x: torch.Tensor, kv_x: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``attn(q_x, kv_x, kv_x)`` computes (batch-first), with its weights.
+
+    Args:
+        q_x: ``(B, Q, D)``; kv_x: ``(B, K, D)`` (already layer-normed).
+
+    Returns:
+        ``(out (B, Q, D), weights (B, heads, Q, K))``.
+    """
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
+    heads = attn.num_heads
+    q = _split_heads(F.linear(q_x, w_q, b_q), heads)
+    k = _split_heads(F.linear(kv_x, w_k, b_k), heads)
+    v = _split_heads(F.linear(kv_x, w_v, b_v), heads)
+    out, weights = attend(q, k, v, record=True)
+    return attn.out_proj(rearrange(out, "b h n c -> b n (h c)")), weights
+
+
+# --------------------------------------------------------------------------- stage 1
+
+
+class Stage1CrossAttention(nn.Module):
+    """Visual tokens attend to (projected) words; the output is gated by tanh(alpha), alpha = 0 at init.
+
+    Args:
+        width: D_v.
+        heads: attention heads (must divide D_v).
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"vision.stage1_heads={heads} must divide the vision width {width}")
+        self.heads = heads
+        self.norm = nn.LayerNorm(width)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.alpha = nn.Parameter(torch.zeros(1))  # gate tanh(alpha): 0 at step 0
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, keep: torch.Tensor, record: bool = False
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Gated update for the visual tokens.
+
+        Args:
+            x: ``(B, M, D_v)`` visual tokens of all frames of a clip (M = T * (1 + N)).
+            words: ``(B, L, D_v)`` projected word features.
+            keep: ``(B, 1, 1, L)`` bool, True at real words.
+            record: also return the head-averaged weights.
+
+        Returns:
+            ``(update (B, M, D_v), weights (B, M, L) or None)``.
+        """
+        q = _split_heads(self.q(self.norm(x)), self.heads)  # (B, heads, M, c)
+        k, v = (_split_heads(t, self.heads) for t in self.kv(words).chunk(2, dim=-1))  # (B, heads, L, c)
+        out, weights = attend(q, k, v, keep, record)
+        update = torch.tanh(self.alpha) * self.out(rearrange(out, "b h m c -> b m (h c)"))
+        return update, (weights.mean(dim=1) if weights is not None else None)
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+class PromptedVisionEncoder(nn.Module):
+    """CLIP's frozen ViT with prompts, history tokens, stage-1 VL attention and temporal capture.
+
+    Args:
+        clip_model: open_clip ``CLIP`` (or :class:`~rvoslib.backbone.FrozenCLIP`) with a ViT
+            (``ResidualAttentionBlock`` blocks, class-token pooling) built at S x S.
+        cfg: ``ModelConfig`` (reads ``vision``, ``prompts.max_frames``, ``dim``,
+            ``backbone.grad_checkpointing``).
+
+    See the module docstring for the computation; :meth:`forward` for shapes.
+    """
+
+    def __init__(self, clip_model: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        visual = unwrap_clip(clip_model).visual
+        self._check_visual(visual)
+        self.visual = visual
+        self.cfg = cfg
+        depth, width = len(self.blocks), visual.conv1.out_channels
+        self.tap_layers = self._layer_indices(cfg.vision.tap_layers, depth, "vision.tap_layers")
+        if not self.tap_layers:
+            raise ValueError("vision.tap_layers must name at least one block")
+        stage1 = cfg.vision.stage1_layers
+        stage1 = range(depth) if stage1 is None else self._layer_indices(stage1, depth, "vision.stage1_layers")
+        self.stage1 = nn.ModuleDict(
+            {str(l): Stage1CrossAttention(width, cfg.vision.stage1_heads) for l in stage1} if cfg.vision.stage1 else {})
+        self._text_width = self._find_text_width(unwrap_clip(clip_model))
+        self.word_proj = nn.Linear(self._text_width, width) if self.stage1 else None  # D_t -> D_v, shared
+        self.tap_proj = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.dim))
+                                       for _ in self.tap_layers])
+        self.shallow_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.dim))
+        self.grad_checkpointing = cfg.backbone.grad_checkpointing
+
+    # ---------------------------------------------------------------- construction helpers
+
+    @staticmethod
+    def _check_visual(visual: nn.Module) -> None:
+        from open_clip.transformer import ResidualAttentionBlock
+
+        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        if blocks is None or not hasattr(visual, "conv1"):
+            raise ValueError("PromptedVisionEncoder needs an open_clip VisionTransformer (ViT) vision tower")
+        if not all(isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, nn.MultiheadAttention)
+                   and b.attn.batch_first for b in blocks):
+            raise ValueError("PromptedVisionEncoder supports open_clip's default ResidualAttentionBlock "
+                             "(batch-first nn.MultiheadAttention); this ViT uses custom blocks")
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+            raise ValueError("PromptedVisionEncoder supports class-token pooling (pool_type='tok', no attn_pool)")
+
+    @staticmethod
+    def _find_text_width(clip: nn.Module) -> int:
+        tower = getattr(clip, "text", clip)
+        if getattr(tower, "positional_embedding", None) is not None:
+            return tower.positional_embedding.shape[1]
+        return getattr(tower, "width", None) or getattr(getattr(tower, "transformer", None), "width")
+
+    @staticmethod
+    def _layer_indices(layers, depth: int, name: str) -> tuple:
+        out = []
+        for l in layers:
+            if not -depth <= int(l) < depth:
+                raise ValueError(f"{name}={tuple(layers)}: block {l} does not exist; the ViT has {depth} blocks "
+                                 f"(0..{depth - 1})")
+            out.append(int(l) % depth)
+        return tuple(out)
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """open_clip's frozen ``ResidualAttentionBlock`` list (not registered twice)."""
+        return self.visual.transformer.resblocks
+
+    @property
+    def vision_width(self) -> int:
+        """D_v."""
+        return self.visual.conv1.out_channels
+
+    @property
+    def text_width(self) -> int:
+        """D_t of the words that stage 1 reads."""
+        return self._text_width
+
+    @property
+    def patch_size(self) -> int:
+        """Side of a square patch in pixels."""
+        return self.visual.conv1.kernel_size[0]
+
+    @property
+    def image_size(self) -> int:
+        """S, the square input side the ViT was built for."""
+        return self.grid_size[0] * self.patch_size
+
+    @property
+    def grid_size(self) -> tuple:
+        """(h, w) patch grid."""
+        return tuple(self.visual.grid_size)
+
+    def train(self, mode: bool = True) -> "PromptedVisionEncoder":
+        super().train(mode)
+        keep_frozen_eval(self.visual)
+        return self
+
+    # ---------------------------------------------------------------- input checks
+
+    def _check_inputs(self, frames: torch.Tensor, words: Optional[torch.Tensor], word_pad: Optional[torch.Tensor],
+                      vision: Optional[torch.Tensor], temporal: Optional[torch.Tensor],
+                      history: Optional[torch.Tensor]) -> None:
+        """Raise ``ValueError`` naming the expected shape for any malformed input."""
+        s, d = self.image_size, self.vision_width
+        if not torch.is_tensor(frames) or frames.dim() != 5 or frames.shape[2] != 3 or frames.shape[-2:] != (s, s):
+            got = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
+            raise ValueError(f"frames must be (B, T, 3, {s}, {s}) (RGB, S={s} as the backbone was built, "
+                             f"normalised with CLIP's mean/std); got {got}")
+        if not frames.is_floating_point():
+            raise ValueError(f"frames must be a float tensor normalised with CLIP's mean/std, got {frames.dtype}")
+        b, t = frames.shape[:2]
+        if t > self.cfg.prompts.max_frames:
+            raise ValueError(f"clip has T={t} frames; at most prompts.max_frames={self.cfg.prompts.max_frames}")
+        if self.stage1:
+            if words is None or word_pad is None:
+                raise ValueError("stage-1 cross-attention (vision.stage1=True) needs words and word_pad")
+            if words.dim() != 3 or words.shape[0] != b or words.shape[2] != self.text_width:
+                raise ValueError(f"words must be (B={b}, L, D_t={self.text_width}), got {tuple(words.shape)}")
+            if word_pad.shape != words.shape[:2] or word_pad.dtype != torch.bool:
+                raise ValueError(f"word_pad must be a bool tensor (B, L)={tuple(words.shape[:2])}, "
+                                 f"got {tuple(word_pad.shape)} {word_pad.dtype}")
+            if bool(word_pad.all(dim=1).any()):
+                raise ValueError("every sentence needs at least one unpadded word (word_pad is all True in a row)")
+        if vision is not None and (vision.dim() != 2 or vision.shape[1] != d):
+            raise ValueError(f"vision prompts must be (N_v, D_v={d}), got {tuple(vision.shape)}")
+        if temporal is not None and (temporal.dim() != 3 or temporal.shape[0] != t or temporal.shape[2] != d):
+            raise ValueError(f"temporal prompts must be (T={t}, N_tp, D_v={d}), got {tuple(temporal.shape)}")
+        if history is not None and (history.dim() != 3 or history.shape[0] != b or history.shape[2] != d):
+            raise ValueError(f"history must be (B={b}, N_h, D_v={d}), got {tuple(history.shape)}")
+
+    # ---------------------------------------------------------------- pieces of the forward
+
+    def _embed(self, frames: torch.Tensor, extra: list) -> torch.Tensor:
+        """Frames ``(B, T, 3, S, S)`` -> token sequences ``(B*T, S_f, D_v)``.
+
+        CLS and patches as in open_clip's ``VisionTransformer._embeds`` (patch dropout is
+        the identity in eval mode); ``extra`` tokens ``(B*T, n, D_v)`` appended after ``ln_pre``.
+        """
+        v = self.visual
+        x = v.conv1(rearrange(frames, "b t c h w -> (b t) c h w").to(v.conv1.weight.dtype))  # (B*T, D_v, h, w)
+        x = rearrange(x, "n c h w -> n (h w) c")  # (B*T, N, D_v)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B*T, 1, D_v)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)  # (B*T, 1 + N, D_v)
+        x = v.ln_pre(x)
+        return torch.cat([x, *[e.to(x.dtype) for e in extra]], dim=1)  # (B*T, S_f, D_v)
+
+    def _frame_block(self, layer: int, x: torch.Tensor, words: Optional[torch.Tensor], keep: Optional[torch.Tensor],
+                     batch: int, rec: Optional[dict]) -> torch.Tensor:
+        """Steps 1-2 of block ``layer`` on ``x (B*T, S_f, D_v)``; records into ``rec`` if given."""
+        block = self.blocks[layer]
+        h = block.ln_1(x)
+        if rec is None:
+            a = block.attention(q_x=h)
+        else:
+            a, weights = frozen_attention_manual(block.attn, h, h)
+            rec["self"] = weights.mean(dim=1)  # (B*T, S_f, S_f)
+        x = x + block.ls_1(a)
+        if str(layer) in self.stage1:
+            n_vis = 1 + self.grid_size[0] * self.grid_size[1]  # CLS + patches
+            vis = rearrange(x[:, :n_vis], "(b t) m c -> b (t m) c", b=batch)  # (B, T*(1+N), D_v)
+            update, weights = self.stage1[str(layer)](vis, words, keep, rec is not None)
+            update = rearrange(update, "b (t m) c -> (b t) m c", m=n_vis)  # (B*T, 1+N, D_v)
+            x = torch.cat([x[:, :n_vis] + update, x[:, n_vis:]], dim=1)
+            if rec is not None:
+                rec["stage1"] = rearrange(weights, "b (t m) l -> b t m l", m=n_vis)[:, :, 1:]  # (B, T, N, L)
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    def _temporal_capture(self, layer: int, x: torch.Tensor, batch: int, num_temporal: int,
+                          rec: Optional[dict]) -> torch.Tensor:
+        """Step 3 of block ``layer``: temporal prompts of all frames attend to all tokens of all frames.
+
+        The temporal prompts are the last ``num_temporal`` tokens of each frame in ``x (B*T, S_f, D_v)``.
+        """
+        block = self.blocks[layer]
+        t = x.shape[0] // batch
+        # A faster path would reuse block `layer`'s self-attention keys/values (computed in
+        # `_frame_block`) instead of recomputing ln_1 and the K/V projections of every token here
+        # (~+15% of a block's FLOPs); it would read pre-MLP tokens, a small change of semantics.
+        kv = block.ln_1(rearrange(x, "(b t) s c -> b (t s) c", b=batch))  # (B, T*S_f, D_v)
+        q = rearrange(rearrange(kv, "b (t s) c -> b t s c", t=t)[:, :, -num_temporal:],
+                      "b t p c -> b (t p) c")  # (B, T*N_tp, D_v) = ln_1(temporal prompts)
+        if rec is None:
+            a = block.attention(q_x=q, k_x=kv, v_x=kv)
+        else:
+            a, weights = frozen_attention_manual(block.attn, q, kv)
+            rec["temporal"] = rearrange(weights.mean(dim=1), "b q (t s) -> b q t s", t=t)  # (B, T*N_tp, T, S_f)
+        tp = rearrange(x[:, -num_temporal:], "(b t) p c -> b (t p) c", b=batch) + block.ls_1(a)
+        tp = rearrange(tp, "b (t p) c -> (b t) p c", t=t)  # (B*T, N_tp, D_v)
+        return torch.cat([x[:, :-num_temporal], tp], dim=1)
+
+    def _run(self, fn, *args) -> torch.Tensor:
+        """Call ``fn(*args, rec=None)``, under activation checkpointing when configured and useful."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, None, use_reentrant=False)
+        return fn(*args, None)
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(self, frames: torch.Tensor, words: Optional[torch.Tensor] = None,
+                word_pad: Optional[torch.Tensor] = None, prompts: Optional[dict] = None,
+                history: Optional[torch.Tensor] = None, record_attention: bool = False) -> dict:
+        """Encode a batch of clips.
+
+        Args:
+            frames: ``(B, T, 3, S, S)`` normalised with CLIP's mean/std.
+            words: ``(B, L, D_t)`` word features; word_pad ``(B, L)`` bool, True at padding
+                (both required when ``vision.stage1``).
+            prompts: dict from :class:`~rvoslib.prompts.PromptGenerator` (``vision (N_v, D_v)``,
+                ``temporal (T, N_tp, D_v)``; None entries or None = no such prompts).
+                Temporal capture runs when temporal prompts are given.
+            history: ``(B, N_h, D_v)`` history tokens, or None.
+            record_attention: also return attention maps (manual-softmax path, same outputs).
+
+        Returns:
+            dict with ``visual`` F_v ``(B, T, d, h, w)``, ``shallow`` S ``(B, T, d, h, w)``,
+            ``taps`` list of raw ``(B, T, D_v, h, w)`` (order of ``vision.tap_layers``),
+            ``cls`` ``(B, T, D_v)`` final class token after ``ln_post``, ``cls_proj``
+            ``(B, T, embed_dim)`` (= ``cls @ visual.proj``, CLIP's image embedding), and
+            ``attn``: None, or a dict of per-block lists (None where not applicable):
+            ``stage1`` ``(B, T, N, L)`` patch-to-word, ``prompt_to_patch`` ``(B, T, N_v, N)``
+            vision-prompt-to-patch share of the frozen self-attention, ``cls_to_patch``
+            ``(B, T, N)``, ``temporal`` ``(B, T*N_tp, T, S_f)`` temporal-prompt-to-frame-token;
+            all averaged over heads; and ``layout``, the token slices of a frame sequence.
+        """
+        prompts = prompts or {}
+        vision, temporal = prompts.get("vision"), prompts.get("temporal")
+        self._check_inputs(frames, words, word_pad, vision, temporal, history)
+        b, t = frames.shape[:2]
+        (gh, gw), n = self.grid_size, self.grid_size[0] * self.grid_size[1]
+        extra = [] if history is None else [repeat(history, "b n c -> (b t) n c", t=t)]  # (B*T, N_h, D_v)
+        if vision is not None:
+            extra.append(repeat(vision, "n c -> bt n c", bt=b * t))  # (B*T, N_v, D_v)
+        if temporal is not None:
+            extra.append(repeat(temporal, "t n c -> (b t) n c", b=b))  # (B*T, N_tp, D_v)
+        x = self._embed(frames, extra)  # (B*T, S_f, D_v)
+        layout = self._layout(n, history, vision, temporal)
+        words_v = keep = None
+        if self.stage1:
+            words_v = self.word_proj(words.to(x.dtype))  # (B, L, D_v)
+            keep = (~word_pad)[:, None, None, :]  # (B, 1, 1, L)
+        n_tp = 0 if temporal is None else temporal.shape[1]
+        attn = ({"stage1": [], "prompt_to_patch": [], "cls_to_patch": [], "temporal": [], "layout": layout}
+                if record_attention else None)
+        tapped = {}
+        for layer in range(len(self.blocks)):
+            rec = {} if record_attention else None
+            if rec is None:
+                x = self._run(self._frame_block, layer, x, words_v, keep, b)
+                if n_tp:
+                    x = self._run(self._temporal_capture, layer, x, b, n_tp)
+            else:
+                x = self._frame_block(layer, x, words_v, keep, b, rec)
+                if n_tp:
+                    x = self._temporal_capture(layer, x, b, n_tp, rec)
+                self._collect(attn, rec, b, layout)
+            if layer in self.tap_layers:
+                tapped[layer] = x[:, 1:1 + n]  # (B*T, N, D_v)
+
+        taps = [tapped[l] for l in self.tap_layers]
+        visual = sum(proj(tok) for proj, tok in zip(self.tap_proj, taps))  # (B*T, N, d)
+        shallow = self.shallow_proj(taps[0])  # (B*T, N, d)
+        def to_map(tokens: torch.Tensor) -> torch.Tensor:
+            return rearrange(tokens, "(b t) (h w) c -> b t c h w", b=b, h=gh, w=gw)  # (B, T, C, h, w)
+
+        cls = rearrange(self.visual.ln_post(x[:, 0]), "(b t) c -> b t c", b=b)  # (B, T, D_v)
+        proj = self.visual.proj
+        return {"visual": to_map(visual), "shallow": to_map(shallow), "taps": [to_map(y) for y in taps],
+                "cls": cls, "cls_proj": cls @ proj if proj is not None else cls, "attn": attn}
+
+    @staticmethod
+    def _layout(n: int, history, vision, temporal) -> dict:
+        """Slices of the per-frame token sequence: cls, patches, history, vision, temporal."""
+        sizes = {"cls": 1, "patches": n, "history": 0 if history is None else history.shape[1],
+                 "vision": 0 if vision is None else vision.shape[0],
+                 "temporal": 0 if temporal is None else temporal.shape[1]}
+        layout, start = {}, 0
+        for name, size in sizes.items():
+            layout[name] = slice(start, start + size)
+            start += size
+        return layout
+
+    @staticmethod
+    def _collect(attn: dict, rec: dict, batch: int, layout: dict) -> None:
+        """Append one block's recorded maps (see ``forward``) to ``attn``."""
+        patches, vis = layout["patches"], layout["vision"]
+        self_attn = rearrange(rec["self"], "(b t) q k -> b t q k", b=batch)  # (B, T, S_f, S_f)
+        attn["stage1"].append(rec.get("stage1"))
+        attn["prompt_to_patch"].append(self_attn[:, :, vis, patches] if vis.stop > vis.start else None)
+        attn["cls_to_patch"].append(self_attn[:, :, 0, patches])
+        attn["temporal"].append(rec.get("temporal"))
