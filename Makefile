@@ -22,7 +22,7 @@ demo: $(STAMP)  ## headless: segment a bundled real clip and write an overlay vi
 	$(BIN)/rvoslib segment data_samples/davis/blackswan "a black feathered swan" --out runs/demo/blackswan_overlay.mp4
 
 test: $(STAMP)  ## every test: unit tests and the notebooks (fast mode, CPU)
-	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax -p no:cacheprovider
+	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval -p no:cacheprovider
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider

@@ -1,0 +1,187 @@
+"""Checkpoints: one format for training, resuming, evaluation and inference.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with
+``weights_only=True`` (no code is ever unpickled)::
+
+    format      "rvoslib-checkpoint"
+    version     1
+    config      Config.to_dict()
+    step        optimizer steps done
+    model       the trainable weights (or every weight with ``full=True``)
+    full        whether ``model`` includes the frozen CLIP weights
+    optimizer / scheduler / scaler   their state dicts, or None
+    rng         python, numpy and torch (CPU, CUDA) generator states
+    extra       anything small the caller wants back (e.g. best J&F, data position)
+
+Writes are atomic: the dict goes to a temporary file in the same folder, is
+flushed to disk, then renamed over the target, so an interrupted write never
+leaves a half file where a good checkpoint was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from rvoslib.config import Config
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "rvoslib-checkpoint"
+VERSION = 1
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointFormatError(ValueError):
+    """A file that is not a readable rvoslib checkpoint, or one that does not fit the model."""
+
+
+# --------------------------------------------------------------------------- RNG states
+
+
+def rng_state() -> dict:
+    """Every generator's state as tensors and plain types (loadable with ``weights_only``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`."""
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(path: PathLike, model: torch.nn.Module, cfg: Config, step: int = 0,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
+                    scaler: Any = None, extra: Optional[dict] = None, full: bool = False) -> Path:
+    """Write a checkpoint atomically (see the module docstring); returns its path."""
+    weights = model.state_dict() if full else model.trainable_state_dict()
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": cfg.to_dict(),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in weights.items()},
+        "full": bool(full),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(),
+        "extra": extra or {},
+    }
+    out = atomic_torch_save(state, path)
+    logger.info("saved checkpoint %s (step %d)", out, step)
+    return out
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated/corrupt files
+        raise CheckpointFormatError(f"checkpoint {str(path)!r} is corrupt or not a torch file: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointFormatError(f"{str(path)!r} is not an rvoslib checkpoint (no format={FORMAT!r} entry)")
+    if state.get("version") != VERSION:
+        raise CheckpointFormatError(f"checkpoint {str(path)!r} has version {state.get('version')}, "
+                                    f"this rvoslib reads version {VERSION}")
+    return state
+
+
+def config_of(state: dict) -> Config:
+    """The ``Config`` stored in a loaded checkpoint."""
+    return Config.from_dict(state["config"])
+
+
+def load_model_weights(model: torch.nn.Module, state: dict, source: str = "checkpoint") -> None:
+    """Load a checkpoint's weights into ``model``; a missing or misshaped tensor is a clear error.
+
+    Trainable-only checkpoints must hold exactly the model's trainable tensors; full
+    checkpoints must hold every tensor of the state dict.
+    """
+    weights = state["model"]
+    own = model.state_dict()
+    expected = set(own) if state.get("full") else {n for n, _ in model.trainable_named_parameters()}
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(weights) & set(own)) if weights[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        details = "; ".join(filter(None, [
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}" if missing else "",
+            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}" if unexpected else "",
+            f"shape mismatch {shapes[:3]}" if shapes else "",
+        ]))
+        raise CheckpointFormatError(f"{source} does not fit this model (was it saved with another config?): {details}")
+    model.load_state_dict(weights, strict=False)
+
+
+def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
+                          pretrained: Optional[str] = None):
+    """Rebuild the model a checkpoint was trained with and load its weights.
+
+    Args:
+        path: checkpoint file.
+        device: where the model goes.
+        pretrained: override ``config.model.backbone.pretrained`` (the CLIP weights that a
+            trainable-only checkpoint does not contain), e.g. a local file on this machine.
+
+    Returns:
+        ``(model in eval mode, Config)``.
+    """
+    from rvoslib.model import build_model  # model imports open_clip; keep this module light
+
+    state = load_checkpoint(path)
+    cfg = config_of(state)
+    if pretrained is not None:
+        cfg.model.backbone.pretrained = pretrained
+    if state.get("full"):
+        cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
+    model = build_model(cfg.model)
+    load_model_weights(model, state, source=f"checkpoint {str(path)!r}")
+    return model.to(device).eval(), cfg

@@ -1,0 +1,175 @@
+"""Stage 2 of the VL relation modelling: dual propagation between words and video, then
+gating by the sentence (DESIGN section 5).
+
+With word tokens ``E`` (B, L, d) and video tokens ``V`` (B, T*h*w, d):
+
+    E'  = E + CrossAttn(LN E -> LN V)                      words gather video context
+    V'  = V + CrossAttn(LN V -> LN E', padded words masked) video gathers word context
+    F_f = V' * sigmoid(W s) + V'                            gate by the sentence s, with residual
+
+The attention primitive (``MultiHeadAttention``) and the feed-forward block
+(``FeedForward``) live here too; stage 3 (``rvoslib.spatiotemporal``) reuses them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from rvoslib.config import FusionConfig
+
+
+def never_empty(allowed: torch.Tensor) -> torch.Tensor:
+    """Let a query row that may attend to nothing attend to everything instead.
+
+    allowed: bool (..., Nq, Nk), True = may attend. Such rows only occur for queries
+    that are themselves padding (their outputs are dropped); attending to everything
+    keeps them finite, where an all-masked softmax would give NaN in forward and backward.
+    """
+    return allowed | ~allowed.any(dim=-1, keepdim=True)
+
+
+def attention_with_weights(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Manual softmax attention, used only to record attention maps.
+
+    q (B, heads, Nq, c), k and v (B, heads, Nk, c), mask bool broadcastable to
+    (B, heads, Nq, Nk), True = may attend. Returns out (B, heads, Nq, c) and the
+    weights averaged over heads (B, Nq, Nk); masked keys get exactly 0.
+    Equals ``F.scaled_dot_product_attention`` on the same inputs.
+    """
+    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, heads, Nq, Nk)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = logits.softmax(dim=-1)
+    out = F.dropout(weights, p=dropout_p) @ v  # (B, heads, Nq, c)
+    return out, weights.mean(dim=1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query, key and value inputs (all width d).
+
+    Uses ``F.scaled_dot_product_attention``; with ``record=True`` a manual softmax that
+    also returns the head-averaged attention weights.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"MultiHeadAttention: width {dim} is not divisible by heads={heads}")
+        self.heads = heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                allowed: Optional[torch.Tensor] = None, record: bool = False
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """query (B, Nq, d), key and value (B, Nk, d).
+
+        allowed: bool broadcastable to (B, Nq, Nk), True = may attend (None: all).
+        Returns out (B, Nq, d) and, when ``record``, weights (B, Nq, Nk) averaged over heads.
+        """
+        q = rearrange(self.q_proj(query), "b n (h c) -> b h n c", h=self.heads)
+        k = rearrange(self.k_proj(key), "b n (h c) -> b h n c", h=self.heads)
+        v = rearrange(self.v_proj(value), "b n (h c) -> b h n c", h=self.heads)
+        mask = None if allowed is None else never_empty(allowed)[:, None]  # (B, 1, Nq|1, Nk)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if record:
+            out, weights = attention_with_weights(q, k, v, mask, dropout_p)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = rearrange(out, "b h n c -> b n (h c)")  # (B, Nq, d)
+        return self.out_proj(out), weights
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU -> Linear with dropout; (..., d) -> (..., d)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class DualFusion(nn.Module):
+    """Stage 2: words <-> video dual propagation and sentence gating.
+
+    dim: internal width d; text_width: D_t of the text encoder's word/sentence features.
+    """
+
+    def __init__(self, dim: int, text_width: int, cfg: FusionConfig):
+        super().__init__()
+        self.word_proj = nn.Linear(text_width, dim)
+        self.sentence_proj = nn.Linear(text_width, dim)
+        # words -> video
+        self.w2v_query_norm = nn.LayerNorm(dim)
+        self.w2v_memory_norm = nn.LayerNorm(dim)
+        self.word_to_video = MultiHeadAttention(dim, cfg.heads)
+        # video -> words
+        self.v2w_query_norm = nn.LayerNorm(dim)
+        self.v2w_memory_norm = nn.LayerNorm(dim)
+        self.video_to_word = MultiHeadAttention(dim, cfg.heads)
+        self.gate = nn.Linear(dim, dim)
+
+    def forward(self, video: torch.Tensor, words: torch.Tensor, word_pad: Optional[torch.Tensor],
+                sentence: torch.Tensor, record_attention: bool = False) -> dict:
+        """Fuse one clip with its sentence.
+
+        video (B, T, d, h, w); words (B, L, D_t); word_pad (B, L) bool, True = padding
+        (None: no padding); sentence (B, D_t).
+        Returns dict(video=(B, T, d, h, w) fused F_f, words=(B, L, d) updated E',
+        attn=dict(word_to_video=(B, L, T*h*w), video_to_word=(B, T*h*w, L)) averaged
+        over heads, or None unless ``record_attention``).
+        """
+        _check_inputs(video, words, word_pad, sentence)
+        T, h = video.shape[1], video.shape[3]
+        v = rearrange(video, "b t c h w -> b (t h w) c")  # (B, T*h*w, d)
+        e = self.word_proj(words)  # (B, L, d)
+        e, w2v = self._words_from_video(e, v, record_attention)
+        v, v2w = self._video_from_words(v, e, word_pad, record_attention)
+        gate = torch.sigmoid(self.gate(self.sentence_proj(sentence)))  # (B, d)
+        v = v * gate[:, None, :] + v  # (B, T*h*w, d)
+        fused = rearrange(v, "b (t h w) c -> b t c h w", t=T, h=h)  # (B, T, d, h, w)
+        attn = dict(word_to_video=w2v, video_to_word=v2w) if record_attention else None
+        return dict(video=fused, words=e, attn=attn)
+
+    def _words_from_video(self, e: torch.Tensor, v: torch.Tensor, record: bool):
+        """E' = E + CrossAttn(E -> V): e (B, L, d), v (B, T*h*w, d) -> (B, L, d), weights."""
+        memory = self.w2v_memory_norm(v)
+        update, weights = self.word_to_video(self.w2v_query_norm(e), memory, memory, record=record)
+        return e + update, weights
+
+    def _video_from_words(self, v: torch.Tensor, e: torch.Tensor, word_pad: Optional[torch.Tensor],
+                          record: bool):
+        """V' = V + CrossAttn(V -> E'), padded words masked: -> (B, T*h*w, d), weights."""
+        memory = self.v2w_memory_norm(e)
+        allowed = None if word_pad is None else ~word_pad[:, None, :]  # (B, 1, L)
+        update, weights = self.video_to_word(self.v2w_query_norm(v), memory, memory, allowed, record)
+        return v + update, weights
+
+
+def _check_inputs(video, words, word_pad, sentence) -> None:
+    """Raise a ValueError naming the argument whose shape does not fit."""
+    if video.dim() != 5:
+        raise ValueError(f"DualFusion: video must be (B, T, d, h, w), got shape {tuple(video.shape)}")
+    if words.dim() != 3 or words.shape[0] != video.shape[0]:
+        raise ValueError(f"DualFusion: words must be (B, L, D_t) with B={video.shape[0]}, "
+                         f"got shape {tuple(words.shape)}")
+    if word_pad is not None and (word_pad.shape != words.shape[:2] or word_pad.dtype != torch.bool):
+        raise ValueError(f"DualFusion: word_pad must be a bool (B, L) = {tuple(words.shape[:2])} tensor, "
+                         f"got {word_pad.dtype} {tuple(word_pad.shape)}")
+    if sentence.shape != (words.shape[0], words.shape[2]):
+        raise ValueError(f"DualFusion: sentence must be (B, D_t) = {(words.shape[0], words.shape[2])}, "
+                         f"got shape {tuple(sentence.shape)}")

@@ -1,0 +1,111 @@
+"""Stage-2 dual fusion: shapes, padded-word masking, recorded maps, gating, gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rvoslib.config import FusionConfig
+from rvoslib.fusion import DualFusion, MultiHeadAttention, attention_with_weights
+
+D, DT = 32, 24
+
+
+def make_fusion():
+    torch.manual_seed(0)
+    return DualFusion(D, DT, FusionConfig(heads=4)).eval()
+
+
+def make_inputs(B=2, T=3, h=4, w=5, L=6):
+    torch.manual_seed(1)
+    pad = torch.zeros(B, L, dtype=torch.bool)
+    pad[0, 4:] = True
+    pad[1, 5:] = True
+    return torch.randn(B, T, D, h, w), torch.randn(B, L, DT), pad, torch.randn(B, DT)
+
+
+def test_shapes_and_recorded_maps():
+    fusion = make_fusion()
+    video, words, pad, sentence = make_inputs()
+    out = fusion(video, words, pad, sentence)
+    assert out["video"].shape == video.shape
+    assert out["words"].shape == (2, 6, D)
+    assert out["attn"] is None
+    rec = fusion(video, words, pad, sentence, record_attention=True)
+    assert rec["attn"]["word_to_video"].shape == (2, 6, 3 * 4 * 5)
+    assert rec["attn"]["video_to_word"].shape == (2, 3 * 4 * 5, 6)
+    assert torch.allclose(rec["video"], out["video"], atol=1e-5)
+    assert torch.allclose(rec["words"], out["words"], atol=1e-5)
+
+
+def test_padded_words_are_never_attended():
+    fusion = make_fusion()
+    video, words, pad, sentence = make_inputs()
+    changed = words.clone()
+    changed[pad] = torch.randn(int(pad.sum()), DT) * 100
+    a = fusion(video, words, pad, sentence, record_attention=True)
+    b = fusion(video, changed, pad, sentence)
+    assert torch.allclose(a["video"], b["video"], atol=1e-5)
+    assert torch.allclose(a["words"][~pad], b["words"][~pad], atol=1e-5)
+    v2w = a["attn"]["video_to_word"]  # (B, T*h*w, L)
+    assert torch.all(v2w.masked_select(pad[:, None, :].expand_as(v2w)) == 0)
+    # without the mask the padded words would matter
+    c = fusion(video, changed, None, sentence)
+    assert not torch.allclose(a["video"], c["video"], atol=1e-3)
+
+
+def test_sentence_gates_the_video():
+    fusion = make_fusion()
+    video, words, pad, sentence = make_inputs()
+    a = fusion(video, words, pad, sentence)["video"]
+    b = fusion(video, words, pad, -sentence)["video"]
+    assert not torch.allclose(a, b, atol=1e-3)
+    # the gate lies in (1, 2): V'' = V' * (1 + sigmoid(W s))
+    with torch.no_grad():
+        fusion.gate.weight.zero_()
+        fusion.gate.bias.fill_(-1e4)
+        ungated = fusion(video, words, pad, sentence)["video"]
+        fusion.gate.bias.fill_(1e4)
+        doubled = fusion(video, words, pad, sentence)["video"]
+    assert torch.allclose(doubled, 2 * ungated, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    fusion = make_fusion().train()
+    video, words, pad, sentence = make_inputs()
+    out = fusion(video, words, pad, sentence)
+    (out["video"].square().mean() + out["words"][~pad].square().mean()).backward()
+    for name, p in fusion.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_bad_shapes_raise_clear_errors():
+    fusion = make_fusion()
+    video, words, pad, sentence = make_inputs()
+    with pytest.raises(ValueError, match="word_pad"):
+        fusion(video, words, pad.float(), sentence)
+    with pytest.raises(ValueError, match="sentence"):
+        fusion(video, words, pad, sentence[:, :5])
+    with pytest.raises(ValueError, match="video"):
+        fusion(video[:, 0], words, pad, sentence)
+
+
+def test_manual_softmax_equals_sdpa():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 7, 8), torch.randn(2, 4, 9, 8), torch.randn(2, 4, 9, 8)
+    mask = torch.rand(2, 1, 7, 9) > 0.3
+    mask[..., 0] = True
+    out, weights = attention_with_weights(q, k, v, mask)
+    assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)
+    assert weights.shape == (2, 7, 9)
+    assert torch.all(weights.masked_select(~mask[:, 0]) == 0)
+
+
+def test_fully_masked_rows_stay_finite():
+    mha = MultiHeadAttention(D, 4)
+    x = torch.randn(1, 5, D, requires_grad=True)
+    allowed = torch.zeros(1, 5, 5, dtype=torch.bool)
+    allowed[0, :3, :3] = True  # rows 3-4 may attend to nothing
+    for record in (False, True):
+        out, _ = mha(x, x, x, allowed, record)
+        out.sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()

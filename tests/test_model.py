@@ -1,0 +1,141 @@
+"""VLPRVOS wiring: output contract, trainable/frozen split, history path, presets, bad inputs."""
+
+import pytest
+import torch
+
+from rvoslib.config import get_preset
+from rvoslib.model import build_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(get_preset("tiny").model)
+
+
+def _clip(b=2, t=4, s=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, 3, s, s, generator=g)
+
+
+def _loss(out):
+    return out["pred_masks"].mean() + sum(a.mean() for a in out["aux_masks"]) + out["similarity"].mean()
+
+
+def test_output_contract(tiny_model):
+    tokens = tiny_model.tokenize(["the red circle moving left", "a large blue square"])
+    out = tiny_model(_clip(), tokens)
+    assert out["pred_masks"].shape == (2, 4, 64, 64)
+    assert len(out["aux_masks"]) == tiny_model.cfg.spatiotemporal.layers - 1
+    assert all(a.shape == (2, 4, 64, 64) for a in out["aux_masks"])
+    assert out["similarity"].shape == (2, 4, 8, 8)
+    assert out["similarity"].abs().max() <= 1 + 1e-5
+    assert out["history"].shape == (2, tiny_model.cfg.prompts.num_history, tiny_model.vision.vision_width)
+    assert out["features"].shape == (2, 4, tiny_model.cfg.dim, 8, 8)
+    assert out["attn"] is None
+    assert torch.isfinite(out["pred_masks"]).all()
+
+
+def test_trainable_frozen_split_and_gradients(tiny_model):
+    """One backward: every trainable parameter outside history pooling gets a gradient, CLIP none."""
+    tiny_model.zero_grad(set_to_none=True)
+    tokens = tiny_model.tokenize(["the small green triangle", "the shape moving up"])
+    _loss(tiny_model(_clip(), tokens)).backward()
+    clip_params = list(tiny_model.clip.parameters())
+    assert clip_params and all(not p.requires_grad and p.grad is None for p in clip_params)
+    trainable = dict(tiny_model.trainable_named_parameters())
+    frozen_ids = {id(p) for p in clip_params}
+    assert not any(id(p) in frozen_ids for p in trainable.values())
+    # history pooling only learns from the next clip's loss (see test_history_pooling_learns_from_next_clip)
+    pooling = {n for n in trainable if n.startswith("history.") and n != "history.initial_tokens"}
+    missing = [n for n, p in trainable.items() if n not in pooling and p.grad is None]
+    assert missing == []
+    counts = tiny_model.parameter_counts()
+    assert counts["trainable"] == sum(p.numel() for p in trainable.values())
+    assert counts["frozen"] == sum(p.numel() for p in clip_params)
+
+
+def test_clip_stays_in_eval_mode(tiny_model):
+    tiny_model.train()
+    assert not any(m.training for m in tiny_model.clip.model.modules())
+    assert tiny_model.reasoner.training
+    tiny_model.eval()
+
+
+def test_history_path_two_clips(tiny_model):
+    tiny_model.eval()
+    tokens = tiny_model.tokenize(["the shape moving right"])
+    video = _clip(b=1, t=8, seed=1)
+    first = tiny_model(video[:, :4], tokens)
+    assert not first["history"].requires_grad  # detached: no graph back into clip A
+    with_history = tiny_model(video[:, 4:], tokens, history=first["history"])
+    without = tiny_model(video[:, 4:], tokens)
+    assert torch.isfinite(with_history["pred_masks"]).all()
+    assert not torch.allclose(with_history["pred_masks"], without["pred_masks"])
+
+
+def test_history_pooling_learns_from_next_clip(tiny_model):
+    tiny_model.zero_grad(set_to_none=True)
+    tokens = tiny_model.tokenize(["the circle"])
+    a = tiny_model(_clip(b=1, seed=2), tokens)
+    history = tiny_model.history.pool(a["features"], a["pred_masks"], detach=False)
+    _loss(tiny_model(_clip(b=1, seed=3), tokens, history=history)).backward()
+    assert tiny_model.history.proj.weight.grad is not None
+    assert tiny_model.history.proj.weight.grad.abs().sum() > 0
+
+
+def test_no_history_variant():
+    cfg = get_preset("tiny").model
+    cfg.prompts.use_history = False
+    model = build_model(cfg)
+    out = model(_clip(b=1), model.tokenize(["a red square"]))
+    assert model.history is None and out["history"] is None
+    assert out["pred_masks"].shape == (1, 4, 64, 64)
+
+
+def test_record_attention(tiny_model):
+    out = tiny_model(_clip(b=1), tiny_model.tokenize(["a red square"]), record_attention=True)
+    assert set(out["attn"]) == {"vision", "fusion", "spatiotemporal"}
+    plain = tiny_model(_clip(b=1), tiny_model.tokenize(["a red square"]))
+    torch.testing.assert_close(out["pred_masks"], plain["pred_masks"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.randn(1, 3, 64, 64), "frames"),
+    (torch.randn(1, 4, 3, 48, 48), "64"),
+    (torch.randn(1, 4, 1, 64, 64), "RGB"),
+])
+def test_bad_frame_tensors(tiny_model, bad, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(bad, tiny_model.tokenize(["a red square"]))
+
+
+def test_bad_sentences(tiny_model):
+    with pytest.raises(ValueError, match="empty"):
+        tiny_model.tokenize(["   "])
+    with pytest.raises(ValueError, match="tokens"):
+        tiny_model(_clip(b=2), tiny_model.tokenize(["only one sentence"]))
+
+
+def test_long_sentence_is_truncated_with_warning(tiny_model):
+    long = " ".join(["the very small red circle that moves"] * 20)
+    with pytest.warns(UserWarning, match="context length"):
+        import rvoslib.text_encoder as te
+        te._truncation_warned = False  # the warning is once per process
+        tokens = tiny_model.tokenize([long])
+    out = tiny_model(_clip(b=1), tokens)
+    assert torch.isfinite(out["pred_masks"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, grid", [("clip-b16", 22), ("clip-l14", 24)])
+def test_real_presets_forward_with_random_weights(preset, grid):
+    cfg = get_preset(preset).model
+    cfg.backbone.pretrained = None  # no download here: same architecture, random weights
+    model = build_model(cfg).eval()
+    s = cfg.backbone.image_size
+    with torch.inference_mode():
+        out = model(torch.randn(1, 2, 3, s, s), model.tokenize(["a black feathered swan"]))
+    assert out["pred_masks"].shape == (1, 2, s, s)
+    assert out["similarity"].shape == (1, 2, grid, grid)
+    assert torch.isfinite(out["pred_masks"]).all()
