@@ -32,7 +32,6 @@ different parts of the object.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

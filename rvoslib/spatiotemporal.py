@@ -31,7 +31,7 @@ from torch import nn
 
 from rvoslib.config import SpatioTemporalConfig
 from rvoslib.cubes import axis_shift, cube_attention_mask, cube_partition, cube_unpartition, num_cubes
-from rvoslib.fusion import FeedForward, MultiHeadAttention
+from rvoslib.attention import FeedForward, MultiHeadAttention
 from rvoslib.position import sine_position_3d
 
 ATTENTION_MODES = ("cube-frame", "full", "frame", "cube", "shifted-cube")

@@ -38,7 +38,6 @@ path that returns the same outputs (tested) and records head-averaged maps.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch

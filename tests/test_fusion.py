@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from rvoslib.config import FusionConfig
-from rvoslib.fusion import DualFusion, MultiHeadAttention, attention_with_weights
+from rvoslib.attention import MultiHeadAttention, attention_with_weights
+from rvoslib.fusion import DualFusion
 
 D, DT = 32, 24
 
