@@ -1,0 +1,305 @@
+"""Online inference: windows, padding, history, upsampling, thresholds, inputs, outputs, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rvoslib.checkpoint import save_checkpoint
+from rvoslib.config import get_preset
+from rvoslib.data import RVOSDataset, read_ref_youtube_vos
+from rvoslib.inference import (
+    SegmentationResult,
+    add_segment_arguments,
+    prepare_frames,
+    run_segment,
+    save_masks,
+    segment_frames,
+    segment_video,
+    write_overlay,
+)
+from rvoslib.io import read_mask, read_video
+from rvoslib.model import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data_samples"
+
+
+class StubModel(torch.nn.Module):
+    """The inference interface of VLPRVOS, recording every call.
+
+    Logits come from ``logits_fn(call, batch, t, size)``; the returned history of call c is
+    a tensor filled with c, so the test can see which output each call received.
+    """
+
+    def __init__(self, size: int = 8, num_frames: int = 4, logits_fn=None):
+        super().__init__()
+        self.cfg = SimpleNamespace(backbone=SimpleNamespace(image_size=size), num_frames=num_frames,
+                                   prompts=SimpleNamespace(use_temporal=True, max_frames=16))
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the stub a device
+        self.calls: list[dict] = []
+        self.logits_fn = logits_fn or (lambda call, b, t, s: torch.zeros(b, t, s, s))
+
+    def tokenize(self, sentences):
+        return torch.arange(len(sentences))[:, None].repeat(1, 3)  # (K, 3): row k says "sentence k"
+
+    def forward(self, frames, tokens, history=None):
+        b, t = frames.shape[:2]
+        call = len(self.calls)
+        self.calls.append({"frames": frames.clone(), "tokens": tokens.clone(), "history": history,
+                           "training": self.training})
+        size = self.cfg.backbone.image_size
+        return {"pred_masks": self.logits_fn(call, b, t, size), "history": torch.full((b, 1, 2), float(call))}
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(get_preset("tiny").model).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, tiny_model):
+    """A full checkpoint of the tiny model (CLIP included, so a reload gives the same weights)."""
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(path, tiny_model, get_preset("tiny"), step=1, full=True)
+    return path
+
+
+def random_video(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(t, h, w, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- windows and history
+
+
+def test_windows_padding_and_history_chain():
+    stub = StubModel(logits_fn=lambda call, b, t, s: (100.0 * call + torch.arange(t).float()).view(1, t, 1, 1)
+                     .expand(b, t, s, s).clone())
+    frames = random_video(10, 12, 20)
+    result = segment_frames(frames, "the thing", stub, window=4, return_logits=True, progress=False)
+    assert len(stub.calls) == 3  # windows [0..3], [4..7], [8, 9, 9, 9]
+    assert [c["frames"].shape for c in stub.calls] == [(1, 4, 3, 8, 8)] * 3
+    last = stub.calls[2]["frames"][0]
+    assert torch.equal(last[1], last[2]) and torch.equal(last[1], last[3])  # padded by repeating frame 9
+    assert torch.equal(last[0], prepare_frames(frames[8:9], 8)[0])
+    assert torch.equal(stub.calls[1]["frames"][0], prepare_frames(frames[4:8], 8))
+    # the history given to window w is what window w - 1 returned
+    assert stub.calls[0]["history"] is None
+    assert [float(c["history"].unique()) for c in stub.calls[1:]] == [0.0, 1.0]
+    # outputs: exactly T frames, each from its own window position; padded outputs dropped
+    assert result.masks.shape == (1, 10, 12, 20) and result.logits.shape == (1, 10, 12, 20)
+    expected = [100.0 * (t // 4) + t % 4 for t in range(10)]
+    np.testing.assert_allclose(result.logits[0], np.broadcast_to(np.array(expected)[:, None, None], (10, 12, 20)),
+                               rtol=1e-5)
+    assert result.frame_names == [f"{i:05d}" for i in range(10)] and result.window == 4
+    assert not any(c["training"] for c in stub.calls)
+
+
+def test_sentence_chunks_carry_their_own_history():
+    stub = StubModel()
+    segment_frames(random_video(6, 8, 8), ["a", "b", "c"], stub, window=3, batch_size=2, progress=False)
+    # window 0: chunk [a, b] (call 0), chunk [c] (call 1); window 1: calls 2 and 3
+    assert [c["tokens"][:, 0].tolist() for c in stub.calls] == [[0, 1], [2], [0, 1], [2]]
+    assert stub.calls[2]["history"].shape == (2, 1, 2) and float(stub.calls[2]["history"].unique()) == 0.0
+    assert stub.calls[3]["history"].shape == (1, 1, 2) and float(stub.calls[3]["history"].unique()) == 1.0
+
+
+def test_default_window_is_model_clip_length_and_shorter_videos_are_padded():
+    stub = StubModel(num_frames=5)
+    result = segment_frames(random_video(2, 6, 6), "x", stub, progress=False)
+    assert len(stub.calls) == 1 and stub.calls[0]["frames"].shape[1] == 5
+    assert result.masks.shape == (1, 2, 6, 6)
+
+
+def test_keep_restricts_outputs_not_processing():
+    stub = StubModel(logits_fn=lambda call, b, t, s: (10.0 * call + torch.arange(t).float()).view(1, t, 1, 1)
+                     .expand(b, t, s, s).clone())
+    result = segment_frames(random_video(7, 5, 5), "x", stub, window=3, keep=[6, 1], return_logits=True,
+                            progress=False)
+    assert len(stub.calls) == 3 and result.frame_indices == [1, 6] and result.frame_names == ["00001", "00006"]
+    np.testing.assert_allclose(result.logits[0, :, 0, 0], [1.0, 20.0], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- matches manual calls
+
+
+def test_matches_manual_window_calls_with_history(tiny_model):
+    frames = random_video(6, 40, 56, seed=3)
+    sentences = ["the red circle", "a small square"]
+    result = segment_frames(frames, sentences, tiny_model, window=4, return_logits=True, progress=False)
+    tokens = tiny_model.tokenize(sentences)
+    history, manual, no_history = None, [], []
+    with torch.inference_mode():
+        for indices, n in (([0, 1, 2, 3], 4), ([4, 5, 5, 5], 2)):
+            clip = prepare_frames(frames[indices], 64)[None].repeat(2, 1, 1, 1, 1)
+            out = tiny_model(clip, tokens, history)
+            history = out["history"]
+            manual.append(F.interpolate(out["pred_masks"][:, :n], size=(40, 56), mode="bilinear", align_corners=False))
+            no_history.append(F.interpolate(tiny_model(clip, tokens)["pred_masks"][:, :n], size=(40, 56),
+                                            mode="bilinear", align_corners=False))
+    expected = torch.cat(manual, dim=1).numpy()
+    np.testing.assert_allclose(result.logits, expected, atol=1e-4)
+    assert np.array_equal(result.masks, expected > 0)
+    # the second window really depends on the carried history
+    assert not np.allclose(torch.cat(no_history, dim=1).numpy()[:, 4:], expected[:, 4:], atol=1e-4)
+    # chunking the sentences gives the same result as one batch
+    chunked = segment_frames(frames, sentences, tiny_model, window=4, batch_size=1, return_logits=True, progress=False)
+    np.testing.assert_allclose(chunked.logits, result.logits, atol=1e-4)
+
+
+def test_prepare_frames_matches_evaluation_dataset():
+    records = read_ref_youtube_vos(SAMPLES / "synthetic/valid")[:1]
+    item = RVOSDataset(records, clip_len=4, size=48, train=False)[0]
+    frames = records[0].load_frames(item["meta"]["frame_indices"])
+    assert torch.equal(prepare_frames(frames, 48), item["frames"])
+
+
+# ----------------------------------------------------------------------------- upsampling and threshold
+
+
+def ramp_logits(call, b, t, s):
+    """(b, t, s, s) logits rising from left to right, shifted per frame and per sentence."""
+    x = torch.linspace(-3.0, 3.0, s).view(1, 1, 1, s)
+    shift = torch.arange(t).float().view(1, t, 1, 1) * 0.5 - torch.arange(b).float().view(b, 1, 1, 1)
+    return (x + shift).expand(b, t, s, s).clone()
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.8])
+def test_threshold_applies_to_logits_upsampled_to_original_size(threshold):
+    stub = StubModel(size=8, num_frames=3, logits_fn=ramp_logits)
+    result = segment_frames(random_video(3, 13, 21), ["a", "b"], stub, threshold=threshold, return_logits=True,
+                            progress=False)
+    up = F.interpolate(ramp_logits(0, 2, 3, 8), size=(13, 21), mode="bilinear", align_corners=False)
+    expected = torch.sigmoid(up.double()) > threshold
+    assert result.masks.shape == (2, 3, 13, 21) and result.masks.dtype == bool
+    assert np.array_equal(result.masks, expected.numpy())
+    np.testing.assert_allclose(result.logits, up.numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.probabilities, torch.sigmoid(up).numpy(), atol=1e-6)
+    assert 0 < result.masks.mean() < 1
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_davis_clip_at_original_size(tiny_model):
+    result = segment_video(SAMPLES / "davis/blackswan", "a black feathered swan", tiny_model, max_frames=3,
+                           progress=False)
+    assert result.masks.shape == (1, 3, 480, 854) and result.masks.dtype == bool
+    assert result.frame_names == ["00000", "00001", "00002"] and result.sentences == ["a black feathered swan"]
+    assert result.source.endswith("JPEGImages") and result.source_fps is None
+    assert result.timing["frames_per_second"] > 0 and result.timing["total_s"] >= result.timing["inference_s"]
+
+
+def test_mp4_and_array_inputs(tiny_model):
+    result = segment_video(SAMPLES / "blackswan.mp4", ["a swan", "the lake"], tiny_model, stride=2, max_frames=2,
+                           progress=False)
+    assert result.masks.shape == (2, 2, 480, 854) and result.frame_indices == [0, 2]
+    assert result.source_fps == pytest.approx(12.0)
+    frames = random_video(5, 30, 44)
+    from_array = segment_video(frames, ["one", "two", "three"], tiny_model, window=2, progress=False)
+    assert from_array.masks.shape == (3, 5, 30, 44) and from_array.source is None
+    gray = segment_video(frames[..., 0], "one", tiny_model, window=2, progress=False)  # (T, H, W) grayscale
+    assert gray.masks.shape == (1, 5, 30, 44)
+
+
+def test_checkpoint_path_as_model(tiny_model, tiny_checkpoint):
+    frames = random_video(3, 16, 24)
+    direct = segment_frames(frames, "x", tiny_model, return_logits=True, progress=False)
+    loaded = segment_frames(frames, "x", str(tiny_checkpoint), device="cpu", return_logits=True, progress=False)
+    np.testing.assert_allclose(loaded.logits, direct.logits, atol=1e-5)
+
+
+def test_clear_errors(tmp_path, tiny_model):
+    frames = random_video(2, 8, 8)
+    with pytest.raises(FileNotFoundError, match="video path does not exist"):
+        segment_video(tmp_path / "missing.mp4", "x", tiny_model)
+    with pytest.raises(ValueError, match="sentence 1 is empty"):
+        segment_video(frames, ["a dog", "  "], tiny_model)
+    with pytest.raises(ValueError, match="no sentence"):
+        segment_video(frames, [], tiny_model)
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
+        segment_video(frames, "x", tiny_model, window=0)
+    with pytest.raises(ValueError, match="prompts.max_frames"):
+        segment_video(frames, "x", tiny_model, window=1000)
+    with pytest.raises(TypeError, match="VLPRVOS .* or the path of an rvoslib checkpoint"):
+        segment_video(frames, "x", 42)
+    with pytest.raises(TypeError, match="VLPRVOS"):
+        segment_video(frames, "x", torch.nn.Linear(2, 2))
+    with pytest.raises(FileNotFoundError, match="checkpoint .*missing.pt.*rvoslib train"):
+        segment_video(frames, "x", tmp_path / "missing.pt")
+    with pytest.raises(TypeError, match="uint8"):
+        segment_video(frames.astype(np.float32), "x", tiny_model)
+    with pytest.raises(ValueError, match="threshold"):
+        segment_video(frames, "x", tiny_model, threshold=1.0)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def stub_result(frames: np.ndarray) -> SegmentationResult:
+    stub = StubModel(size=8, num_frames=2, logits_fn=ramp_logits)
+    return segment_frames(frames, ["left", "right"], stub, progress=False)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_write_overlay(tmp_path, suffix):
+    frames = np.full((3, 24, 32, 3), 60, dtype=np.uint8)
+    result = stub_result(frames)
+    path = write_overlay(result, frames, tmp_path / f"overlay{suffix}", fps=5)
+    written, _ = read_video(path)
+    assert written.shape == frames.shape
+    inside = result.masks[0, 0] & ~result.masks[1, 0]
+    assert np.abs(written[0][inside].astype(int) - 60).max() > 20  # coloured where sentence 0's mask is
+    with pytest.raises(ValueError, match="pass the frames"):
+        write_overlay(result, None, tmp_path / "x.gif")
+
+
+def test_save_masks(tmp_path):
+    frames = np.zeros((2, 10, 14, 3), dtype=np.uint8)
+    result = stub_result(frames)
+    out = save_masks(result, tmp_path / "masks")
+    assert json.loads((out / "sentences.json").read_text()) == {"0": "left", "1": "right"}
+    for k in range(2):
+        for t, name in enumerate(result.frame_names):
+            mask = read_mask(out / str(k) / f"{name}.png")
+            assert np.array_equal(mask, result.masks[k, t].astype(np.uint8))
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def segment_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rvoslib segment")
+    add_segment_arguments(parser)
+    return parser
+
+
+def test_cli_segment(tmp_path, tiny_checkpoint):
+    args = segment_parser().parse_args([
+        str(SAMPLES / "davis/blackswan"), "a black feathered swan", "--checkpoint", str(tiny_checkpoint),
+        "--out", str(tmp_path / "swan.gif"), "--masks", str(tmp_path / "masks"), "--max-frames", "3",
+        "--device", "cpu", "--no-progress",
+    ])
+    assert args.func is run_segment
+    assert run_segment(args) == 0
+    written, _ = read_video(tmp_path / "swan.gif")
+    assert written.shape == (3, 480, 854, 3)
+    assert sorted(p.name for p in (tmp_path / "masks/0").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
+def test_cli_segment_needs_a_checkpoint(tmp_path):
+    args = segment_parser().parse_args([str(SAMPLES / "blackswan.mp4"), "a swan"])
+    with pytest.raises(ValueError, match="needs a trained checkpoint.*rvoslib train"):
+        run_segment(args)
+    args = segment_parser().parse_args([str(SAMPLES / "blackswan.mp4"), "a swan", "--checkpoint",
+                                        str(tmp_path / "nope.pt")])
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        run_segment(args)
