@@ -1,0 +1,138 @@
+"""Tiny contrastive CLIP pretraining: the shipped checkpoint and a short run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rvoslib import pretrain
+from rvoslib.config import BackboneConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "data_samples" / "tiny_clip" / "rvos-tiny-shapes.pt"
+SIDECAR = SHIPPED.with_suffix(".json")
+HELD_OUT_SEED = 424242  # neither the training pool (seed 0) nor the sidecar's evaluation set (seed 10000)
+
+
+@pytest.fixture(scope="module")
+def shipped_clip():
+    from rvoslib.backbone import create_clip
+
+    return create_clip(BackboneConfig(model_name="rvos-tiny", pretrained=str(SHIPPED), image_size=64))
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    from rvoslib.data.synthetic import make_caption_pairs
+
+    return make_caption_pairs(300, HELD_OUT_SEED, size=64)
+
+
+def test_shipped_checkpoint_retrieves_captions_far_above_chance(shipped_clip, held_out):
+    from rvoslib.data.synthetic import all_captions
+
+    images, captions, labels = held_out
+    result = pretrain.retrieval_accuracy(shipped_clip, images, captions, all_captions(), labels)
+    assert result["chance"] == pytest.approx(1 / 48)
+    assert result["accuracy"] >= 0.9  # measured 1.000 on 1000 held-out pairs (sidecar)
+    for attribute, chance in result["per_attribute_chance"].items():
+        assert result["per_attribute"][attribute] >= 0.9 > chance
+
+
+def test_shipped_sidecar_describes_the_checkpoint():
+    info = json.loads(SIDECAR.read_text())
+    assert info["checkpoint"]["sha256"] == pretrain._sha256(SHIPPED)
+    assert info["checkpoint"]["bytes"] == SHIPPED.stat().st_size
+    assert info["command"].startswith("rvoslib pretrain --out data_samples/tiny_clip/rvos-tiny-shapes.pt")
+    assert info["held_out"]["accuracy"] > 10 * info["held_out"]["chance"]
+    assert info["random_init"]["accuracy"] < 0.1
+    assert info["final_loss"] < info["initial_loss"]
+    probe, baseline = info["held_out"]["patch_probe"], info["random_init"]["patch_probe"]
+    assert probe["per_block"][-1]["shape"] > baseline["per_block"][-1]["shape"] + 0.1  # patch tokens learned shape
+    assert set(info["held_out"]["two_object_pointing"]) >= {"hit_rate", "chance", "on_other_object", "on_background"}
+
+
+def test_shipped_file_is_a_plain_fp16_state_dict():
+    import open_clip
+
+    from rvoslib.backbone import register_tiny_config
+
+    state = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    register_tiny_config()
+    reference = open_clip.create_model("rvos-tiny", pretrained=None).state_dict()
+    assert isinstance(state, dict) and set(state) == set(reference)
+    assert all(isinstance(v, torch.Tensor) and v.shape == reference[k].shape for k, v in state.items())
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert SHIPPED.stat().st_size < 7.5e6
+
+
+def test_open_clip_loads_the_shipped_checkpoint_by_path(shipped_clip):
+    import open_clip
+
+    model = open_clip.create_model("rvos-tiny", pretrained=str(SHIPPED))
+    tokens = open_clip.get_tokenizer("rvos-tiny")(["a small red circle"])
+    with torch.no_grad():
+        assert torch.allclose(model.encode_text(tokens), shipped_clip.encode_text(tokens))
+
+
+@pytest.fixture
+def one_thread():
+    """The toy model runs fastest on one CPU thread (two threads on a busy 2-core machine are ~5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_short_pretraining_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, one_thread):
+    from rvoslib.backbone import create_clip
+
+    out = tmp_path / "clip" / "tiny.pt"
+    code = pretrain.run(["--out", str(out), "--steps", "40", "--batch-size", "16", "--num-pairs", "400",
+                         "--lr", "3e-3", "--warmup-steps", "5", "--num-eval", "48", "--no-progress"])
+    assert code == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["final_loss"] < info["initial_loss"] - 0.2, (info["initial_loss"], info["final_loss"])
+    assert info["command"] == (f"rvoslib pretrain --out {out} --steps 40 --batch-size 16 --seed 0 --lr 0.003 "
+                               "--num-pairs 400 --warmup-steps 5 --weight-decay 0.1 --num-eval 48")
+    assert not list(out.parent.glob(".*tmp*"))  # the atomic writes left no temporary files
+    model = create_clip(BackboneConfig(model_name="rvos-tiny", pretrained=str(out), image_size=64))
+    state = torch.load(out, weights_only=True)
+    assert torch.equal(model.logit_scale.detach(), state["logit_scale"].float())
+
+
+def test_batches_hold_distinct_captions():
+    captions = [f"c{i % 7}" for i in range(50)]
+    groups = pretrain.caption_groups(captions)
+    idx = pretrain.sample_batch(groups, 7, np.random.default_rng(0))
+    assert len({captions[i] for i in idx}) == 7
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    factors = [pretrain.warmup_cosine(s, 100, 10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:])) and factors[-1] < 0.01
+
+
+def test_bad_settings_are_rejected_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain.pretrain_tiny_clip(tmp_path / "x.pt", steps=1, batch_size=64)
+    with pytest.raises(ValueError, match="steps"):
+        pretrain.pretrain_tiny_clip(tmp_path / "x.pt", steps=0)
+    with pytest.raises(ValueError, match="num_eval"):
+        pretrain.pretrain_tiny_clip(tmp_path / "x.pt", steps=1, num_eval=5)
+    assert not list(tmp_path.iterdir())
+
+
+def test_two_object_composites_paste_a_separate_object():
+    from rvoslib.data.synthetic import make_caption_pairs
+
+    images, captions, _ = make_caption_pairs(40, 3)
+    composites, targets, others, queries = pretrain.two_object_composites(images, captions, seed=0)
+    assert len(queries) == 2 * len(composites) == len(targets) == len(others)
+    assert not (targets & others).any()
+    assert np.array_equal(pretrain.object_masks(composites), targets[0::2] | others[0::2])
