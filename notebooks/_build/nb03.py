@@ -1,0 +1,517 @@
+"""Generator of notebooks/03_temporal_prompt_tuning.ipynb (run: python notebooks/_build/nb03.py)."""
+
+from nbbuild import Notebook, setup_cell
+
+nb = Notebook("03_temporal_prompt_tuning.ipynb")
+
+nb.md(r"""
+# 03 · Temporal-aware prompt tuning
+
+VLP-RVOS keeps CLIP **frozen**. All it may add inside the image encoder are extra *tokens*
+(prompts) that ride along with the patches through CLIP's own blocks. This notebook opens the
+encoder and shows
+
+1. the token sequence of one frame, `[CLS | patches | history | vision prompts | temporal prompts]`,
+   and where the prompts come from (a small prompt generator);
+2. **temporal capture**, re-derived by hand for one block: after each block, the temporal prompts
+   of *all* frames attend to the tokens of *all* frames using that block's own frozen attention
+   weights; no new parameters, and the only place inside the encoder where frames talk to each
+   other. We check our derivation equals the library's;
+3. a perturbation experiment: change frame 0, watch frame 3's temporal prompts (and then its
+   patch features) move; with `use_temporal=False` they do not move at all;
+4. a **prompt inspector** (widget, then the same as static figures): where each vision prompt
+   looks in a frame, and where a temporal prompt looks across all frames.
+
+**Needs:** CPU in fast mode (the tiny preset: a 4-block ViT of width 64, 64 x 64 input, 8 x 8
+patches, T = 4); the shipped tiny vision-language-pretrained CLIP
+(`data_samples/tiny_clip/rvos-tiny-shapes.pt`) when present, else random CLIP weights (the
+mechanics shown here do not depend on the weights). Full mode (`RVOSLIB_MODE=full`) uses
+open_clip ViT-B/16 with OpenAI weights at 352 x 352 (22 x 22 patches, T = 6) on a DAVIS clip; it
+needs the weights in the local open_clip / Hugging Face cache and is meant for a GPU. Full mode
+could not be run where this notebook was written (no GPU, no weights offline); fast mode is
+what `pytest --nbval` runs.
+
+**Time:** about 20 s in fast mode on a laptop CPU; about a minute in full mode on a GPU.
+
+The prompts here are **untrained** (notebook 07 trains them): we study the mechanism, not what
+a trained model has learned.
+""")
+
+nb.code(setup_cell(r"""
+    import copy
+    from contextlib import contextmanager
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from einops import rearrange
+    from IPython.display import display
+
+    from rvoslib import viz
+    from rvoslib.config import get_preset
+    from rvoslib.data import RVOSDataset, collate_clips, read_ref_davis17, read_ref_youtube_vos
+    from rvoslib.data.transforms import denormalize
+    from rvoslib.model import build_model
+
+    cfg = get_preset("tiny" if rt.fast else "clip-b16")
+    TINY_CLIP = ROOT / "data_samples/tiny_clip/rvos-tiny-shapes.pt"
+    if rt.fast:
+        if TINY_CLIP.is_file():
+            cfg.model.backbone.pretrained = str(TINY_CLIP)
+            print("CLIP weights: the shipped tiny vision-language-pretrained checkpoint", TINY_CLIP.name)
+        else:
+            print(f"note: {TINY_CLIP.relative_to(ROOT)} not found; using random CLIP weights "
+                  "(the mechanics below are the same, the attention maps are less structured)")
+    else:
+        print("CLIP weights: open_clip", cfg.model.backbone.model_name, cfg.model.backbone.pretrained)
+"""))
+
+nb.md(r"""
+## 0. The model and one clip
+
+`build_model` creates the frozen open_clip CLIP and every trainable part around it. In fast mode
+we take a synthetic validation clip with a motion expression (its referent has a look-alike
+twin, see notebook 01); in full mode a real DAVIS clip.
+""")
+
+nb.code(r"""
+model = build_model(cfg.model).to(rt.device).eval()
+counts = model.parameter_counts()
+print(f"trainable {counts['trainable']:,} parameters, frozen CLIP {counts['frozen']:,}")
+print({k.split('/')[1]: v for k, v in counts.items() if k.startswith("trainable/")})
+
+T, S = cfg.model.num_frames, cfg.model.backbone.image_size
+if rt.fast:
+    records = read_ref_youtube_vos(ROOT / "data_samples/synthetic/valid")
+    records = [next(r for r in records if any(e.kind == "motion" for e in r.expressions))]
+else:
+    records = read_ref_davis17(ROOT / "data_samples/davis", videos=["blackswan"])
+dataset = RVOSDataset(records, clip_len=T, size=S, train=False)
+item = next(dataset[i] for i in range(len(dataset)) if dataset[i]["meta"]["kind"] in ("motion", None))
+batch = collate_clips([item])
+frames = batch["frames"].to(rt.device)  # (B, T, 3, S, S), CLIP-normalised
+tokens = model.tokenize(batch["sentences"]).to(rt.device)  # (B, L_ctx)
+B = frames.shape[0]
+print(f"clip {item['meta']['video_id']} frames {item['meta']['frame_indices']}: {batch['sentences'][0]!r}")
+print("frames", tuple(frames.shape), " tokens", tuple(tokens.shape))
+
+shown = (denormalize(frames[0].cpu()).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (T, S, S, 3)
+fig = viz.show_frames(shown, item["masks"].numpy(), colors=[(0, 255, 255)], alpha=0.3, ncols=T,
+                      titles=[f"t={t} (cyan: the referred object)" for t in range(T)], figsize=(2.8 * T, 3.0))
+fig
+""")
+
+# ----------------------------------------------------------------------------- 1. tokens
+nb.md(r"""
+## 1. The token sequence of one frame
+
+CLIP's ViT cuts a frame into `h x w` patches and prepends a CLS token. VLP-RVOS appends three
+groups of extra tokens to **every frame's** sequence (after CLIP's `ln_pre`, without position
+embeddings):
+
+| tokens | count | where they come from | what they are for |
+|---|---|---|---|
+| CLS | 1 | CLIP | CLIP's image summary |
+| patches | N = h·w | CLIP | the features we segment |
+| history | N_h | pooled from the previous clip's prediction | memory across clips (first clip: learned tokens) |
+| vision prompts | N_v | prompt generator, shared by all frames | adapt CLIP's features to the task |
+| temporal prompts | N_tp | prompt generator + a per-frame embedding | carry information **between frames** |
+
+The prompt generator turns P learnable raw tokens into all three prompt kinds at once (a small
+Transformer, then one linear projection per kind); temporal prompts also get a learned frame
+embedding so frame t's prompts differ from frame t''s.
+""")
+
+nb.code(r"""
+pc = cfg.model.prompts
+vision_width = model.vision.vision_width
+h, w = model.vision.grid_size
+N = h * w
+with torch.no_grad():
+    prompts = model.prompts(T)
+for kind, value in prompts.items():
+    print(f"{kind:9s} prompts: {tuple(value.shape)}")
+sizes = {"CLS": 1, "patches": N, "history": pc.num_history, "vision prompts": pc.num_vision,
+         "temporal prompts": pc.num_temporal}
+S_f = sum(sizes.values())
+print(f"\nper-frame sequence: {sizes} -> S_f = {S_f} tokens of width D_v = {vision_width}")
+print("temporal prompts differ between frames:",
+      not torch.allclose(prompts["temporal"][0], prompts["temporal"][1]))
+""")
+
+nb.code(r"""
+COLOURS = {"CLS": "#444444", "patches": "#9ecae1", "history": "#fdae6b", "vision prompts": "#74c476",
+           "temporal prompts": "#e6550d"}
+
+
+def draw_sequence(sizes, frames, max_patches=32):
+    # one row per frame, one cell per token (the patch block is drawn compressed when N is large)
+    fig, ax = plt.subplots(figsize=(12, 0.55 * frames + 1.3))
+    for t in range(frames):
+        x = 0
+        for kind, n in sizes.items():
+            width = min(n, max_patches) if kind == "patches" else n
+            for i in range(width):
+                ax.add_patch(plt.Rectangle((x + i, -t), 1, 0.8, facecolor=COLOURS[kind], edgecolor="white", lw=0.6))
+            if t == 0:
+                label = kind.replace(" ", "\n") + f"\n({n})"
+                if kind == "patches" and n > max_patches:
+                    label = f"patches ({n} = {h} x {w},\ndrawn as {max_patches})"
+                ax.text(x + width / 2, 1.05, label, ha="center", va="bottom", fontsize=8)
+            x += width + 2
+        ax.text(-0.8, -t + 0.4, f"frame {t}", ha="right", va="center", fontsize=8)
+    ax.set_xlim(-6, x + 6)
+    ax.set_ylim(-frames + 0.6, 3.4)
+    ax.set_axis_off()
+    ax.set_title("per-frame token sequences; temporal capture lets the orange tokens of every frame "
+                 "read every token of every frame", fontsize=9)
+    plt.show()
+
+
+draw_sequence(sizes, T)
+""")
+
+# ----------------------------------------------------------------------------- 2. capture
+nb.md(r"""
+## 2. Temporal capture, by hand
+
+Each frozen ViT block (open_clip's `ResidualAttentionBlock`) normally runs on one frame:
+`x = x + attn(ln_1(x))`, `x = x + mlp(ln_2(x))`. In the library (`rvoslib.vision_encoder`) each
+block l does, on all frames of the clip:
+
+1. the frozen self-attention **within each frame** (plus the gated stage-1 word attention,
+   notebook 04), then the frozen MLP;
+2. **temporal capture**: gather the temporal prompts of all T frames, `(B, T·N_tp, D_v)`, and let
+   them attend to *all tokens of all frames*, `(B, T·S_f, D_v)`, through **block l's own**
+   attention weights (`W_q, W_k, W_v, W_o`, `ln_1`, layer scale `ls_1`), with a residual add; then
+   write them back into their frames.
+
+To look inside, we wrap the library's (private) per-block step `_temporal_capture` for the
+duration of one forward and keep what goes in and out of it.
+""")
+
+nb.code(r"""
+@contextmanager
+def watch_temporal_capture(encoder):
+    # record (input, output) token tensors (B*T, S_f, D_v) of every block's temporal capture
+    calls = []
+    original = encoder._temporal_capture
+
+    def spy(layer, x, batch, num_temporal, rec):
+        out = original(layer, x, batch, num_temporal, rec)
+        calls.append({"layer": layer, "x_in": x.detach().clone(), "x_out": out.detach().clone()})
+        return out
+
+    encoder._temporal_capture = spy  # instance attribute: shadows the method for this forward only
+    try:
+        yield calls
+    finally:
+        del encoder._temporal_capture
+
+
+with torch.no_grad(), watch_temporal_capture(model.vision) as calls:
+    out = model(frames, tokens)
+print(len(calls), "blocks; tokens entering each capture:", tuple(calls[0]["x_in"].shape), "= (B*T, S_f, D_v)")
+""")
+
+nb.md(r"""
+Now the same computation written out with nothing but the frozen block's weights. Note what is
+**not** here: no new parameter; the queries are the temporal prompts only, so CLS, patches,
+history and vision prompts are untouched by this step (they read the temporal prompts later,
+through the next block's ordinary self-attention).
+""")
+
+nb.code(r"""
+def temporal_capture(block, x, batch, num_temporal):
+    # x: (B*T, S_f, D_v), frames of a clip stacked as (b t); temporal prompts are the last tokens
+    n_frames = x.shape[0] // batch
+    every_token = rearrange(x, "(b t) s c -> b (t s) c", b=batch)  # (B, T*S_f, D_v): all frames
+    prompts = rearrange(x[:, -num_temporal:], "(b t) p c -> b (t p) c", b=batch)  # (B, T*N_tp, D_v)
+
+    attn = block.attn  # the block's frozen nn.MultiheadAttention
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+    heads = attn.num_heads
+    q = rearrange(F.linear(block.ln_1(prompts), w_q, b_q), "b n (h c) -> b h n c", h=heads)
+    k = rearrange(F.linear(block.ln_1(every_token), w_k, b_k), "b n (h c) -> b h n c", h=heads)
+    v = rearrange(F.linear(block.ln_1(every_token), w_v, b_v), "b n (h c) -> b h n c", h=heads)
+    weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(dim=-1)  # (B, heads, T*N_tp, T*S_f)
+    update = attn.out_proj(rearrange(weights @ v, "b h n c -> b n (h c)"))  # (B, T*N_tp, D_v)
+
+    prompts = prompts + block.ls_1(update)  # residual, with the block's layer scale
+    prompts = rearrange(prompts, "b (t p) c -> (b t) p c", t=n_frames)  # back into their frames
+    return torch.cat([x[:, :-num_temporal], prompts], dim=1), weights.mean(dim=1)
+
+
+layer = len(calls) - 1  # the last block; any block works
+with torch.no_grad():
+    ours, our_weights = temporal_capture(model.vision.blocks[layer], calls[layer]["x_in"], B, pc.num_temporal)
+torch.testing.assert_close(ours, calls[layer]["x_out"], rtol=1e-4, atol=1e-4)
+print(f"block {layer}: our temporal capture equals the library's "
+      f"(max |diff| {(ours - calls[layer]['x_out']).abs().max().item():.2e})")
+print("attention of the temporal prompts:", tuple(our_weights.shape), "= (B, T*N_tp, T*S_f), rows sum to 1")
+""")
+
+nb.md(r"""
+"No new parameters" is a checkable claim: a model built with `use_temporal=False` has exactly the
+same trainable parameters in its vision encoder; the only difference is in the prompt generator
+(the raw temporal tokens, the frame embedding and the temporal projection). We build that
+model around the *same* CLIP object (`clip=`), so nothing is loaded twice.
+""")
+
+nb.code(r"""
+no_tp_cfg = copy.deepcopy(cfg.model)
+no_tp_cfg.prompts.use_temporal = False
+no_tp = build_model(no_tp_cfg, clip=model.clip.model).to(rt.device).eval()
+
+def trainable(module):
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+gen = model.prompts
+temporal_params = gen.frame_embed.numel() + trainable(gen.proj["temporal"]) + pc.num_temporal * pc.generator_dim
+print(f"vision encoder, trainable: with temporal prompts {trainable(model.vision):,}, without {trainable(no_tp.vision):,}")
+print(f"prompt generator: {trainable(model.prompts):,} vs {trainable(no_tp.prompts):,} "
+      f"(difference {trainable(model.prompts) - trainable(no_tp.prompts):,} = frame embedding + temporal projection "
+      f"+ raw temporal tokens = {temporal_params:,})")
+""")
+
+# ----------------------------------------------------------------------------- 3. perturbation
+nb.md(r"""
+## 3. Does information really cross frames? Perturb frame 0
+
+We add noise to **frame 0 only** and compare, block by block, the temporal prompts of every
+frame before and after. Frame 0's prompts change (their frame changed), and so do frames 1..T-1's,
+although their pixels did not: that is temporal capture at work. Then we compare frame T-1's
+**patch** features (the taps that feed the rest of the model): with temporal prompts they move,
+from the second block on (the patches of block l+1 read the prompts that block l's capture
+updated); without temporal prompts (`use_temporal=False`) they do not move at all, because every
+other step of the encoder works frame by frame.
+""")
+
+nb.code(r"""
+generator = torch.Generator(device="cpu").manual_seed(0)
+perturbed = frames.clone()
+perturbed[:, 0] += torch.randn(perturbed[:, 0].shape, generator=generator).to(rt.device)
+
+def temporal_prompts(calls):  # per block: (B, T, N_tp, D_v)
+    return [rearrange(c["x_out"][:, -pc.num_temporal:], "(b t) p c -> b t p c", b=B) for c in calls]
+
+with torch.no_grad():
+    with watch_temporal_capture(model.vision) as before:
+        model(frames, tokens)
+    with watch_temporal_capture(model.vision) as after:
+        model(perturbed, tokens)
+change = torch.stack([((a - b).norm(dim=-1) / b.norm(dim=-1)).mean(dim=(0, 2))  # (T,) relative change per frame
+                      for a, b in zip(temporal_prompts(after), temporal_prompts(before))])  # (layers, T)
+
+
+def vision_taps(m, video):
+    # the encoder's public forward: raw patch tokens of the tapped blocks, (B, T, D_v, h, w) each
+    p = m.prompts(T)
+    text = m.text(tokens, p["language"])
+    return m.vision(video, text["words"], text["word_pad"], p, m.initial_history(B))["taps"]
+
+last = T - 1
+with torch.no_grad():
+    tap_change = {name: [(a[:, last] - b[:, last]).abs().max().item()
+                         for a, b in zip(vision_taps(m, perturbed), vision_taps(m, frames))]
+                  for name, m in (("use_temporal=True", model), ("use_temporal=False", no_tp))}
+
+print("relative change of the temporal prompts (rows: block, columns: frame)")
+print("block " + " ".join(f"  t={t}  " for t in range(T)))
+for l, row in enumerate(change.tolist()):
+    print(f"{l:5d} " + " ".join(f"{v:8.4f}" for v in row))
+print(f"\nmax |change| of frame {last}'s patch tokens at the tapped blocks {list(model.vision.tap_layers)}:")
+for name, values in tap_change.items():
+    print(f"  {name:19s}", " ".join(f"{v:.2e}" for v in values))
+""")
+
+nb.code(r"""
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+x = np.arange(change.shape[0])
+for t in range(T):
+    axes[0].bar(x + (t - (T - 1) / 2) * 0.8 / T, change[:, t].cpu(), width=0.8 / T, label=f"frame {t}")
+axes[0].set(xlabel="block", ylabel="relative change", xticks=x,
+            title="temporal prompts after noise on frame 0 only")
+axes[0].legend(fontsize=8)
+taps = np.arange(len(model.vision.tap_layers))
+for i, (name, values) in enumerate(tap_change.items()):
+    axes[1].bar(taps + (i - 0.5) * 0.4, values, width=0.4, label=name)
+axes[1].set(xlabel="tapped block", ylabel="max |change|", xticks=taps, xticklabels=model.vision.tap_layers,
+            title=f"frame {last}'s patch features (frame {last} itself unchanged)")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+""")
+
+# ----------------------------------------------------------------------------- 4. inspector
+nb.md(r"""
+## 4. Prompt inspector
+
+`record_attention=True` makes the encoder compute every attention of interest with an explicit
+softmax (same outputs, tested in the library) and return head-averaged maps, per block, in
+`out["attn"]["vision"]`:
+
+* `prompt_to_patch[l]`: `(B, T, N_v, N)`, how much each **vision prompt** attends to each patch of
+  its own frame in block l's self-attention;
+* `temporal[l]`: `(B, T·N_tp, T, S_f)`, how much each **temporal prompt** attends to each token of
+  every frame in block l's temporal capture;
+* `layout`: the slices of the per-frame sequence (CLS, patches, history, vision, temporal).
+
+Pick a prompt kind, block, prompt index and frame. For a vision prompt the map is over its frame's
+patches; for a temporal prompt of frame t you see its attention over the patches of **all**
+frames, with the share of its attention that each frame receives in the titles. (The widget needs
+a live kernel; the static figures below show the same maps.)
+""")
+
+nb.code(r"""
+with torch.no_grad():
+    rec = model(frames, tokens, record_attention=True)["attn"]["vision"]
+layout = rec["layout"]
+print({k: (v.start, v.stop) for k, v in layout.items()})
+print("prompt_to_patch per block:", tuple(rec["prompt_to_patch"][0].shape),
+      " temporal per block:", tuple(rec["temporal"][0].shape))
+depth = len(rec["temporal"])
+
+
+def vision_prompt_map(layer, prompt, t):  # (h, w)
+    return rec["prompt_to_patch"][layer][0, t, prompt].reshape(h, w).cpu()
+
+
+def temporal_prompt_maps(layer, prompt, t):  # (T, h, w) over patches, and (T,) share of attention per frame
+    row = rec["temporal"][layer][0, t * pc.num_temporal + prompt]  # (T, S_f)
+    return row[:, layout["patches"]].reshape(T, h, w).cpu(), row.sum(dim=-1).cpu()
+
+
+def inspect(kind, layer, prompt, frame):
+    if kind == "vision prompt":
+        prompt = prompt % pc.num_vision
+        fig = viz.attention_grid(vision_prompt_map(layer, prompt, frame), frames=shown[frame], ncols=1, figsize=(3.2, 3.4),
+                                 titles=[f"vision prompt {prompt}, block {layer}, frame {frame}"])
+    else:
+        prompt = prompt % pc.num_temporal
+        maps, share = temporal_prompt_maps(layer, prompt, frame)
+        fig = viz.attention_grid(maps, frames=shown, ncols=T, shared_scale=True, figsize=(2.6 * T, 3.0),
+                                 titles=[f"frame {s}: {share[s]:.0%} of attention" for s in range(T)])
+        fig.suptitle(f"temporal prompt {prompt} of frame {frame}, block {layer}", fontsize=10)
+        fig.tight_layout()
+    display(fig)
+
+
+controls = dict(
+    kind=widgets.ToggleButtons(options=["vision prompt", "temporal prompt"], value="temporal prompt"),
+    layer=widgets.IntSlider(value=depth - 1, min=0, max=depth - 1, description="block"),
+    prompt=widgets.IntSlider(value=0, min=0, max=max(pc.num_vision, pc.num_temporal) - 1, description="prompt"),
+    frame=widgets.IntSlider(value=0, min=0, max=T - 1, description="frame"),
+)
+display(widgets.VBox([widgets.HBox(list(controls.values())[:2]), widgets.HBox(list(controls.values())[2:]),
+                      widgets.interactive_output(inspect, controls)]))
+""")
+
+nb.md(r"""
+**Static view 1.** Every vision prompt of frame 0 in the last block: each prompt is one extra
+token that reads the patches through CLIP's frozen attention (untrained here, so they look at
+similar places; training makes them specialise).
+""")
+
+nb.code(r"""
+maps = torch.stack([vision_prompt_map(depth - 1, p, 0) for p in range(pc.num_vision)])
+fig = viz.attention_grid(maps, frames=shown[0], ncols=min(pc.num_vision, 5),
+                         titles=[f"vision prompt {p}" for p in range(pc.num_vision)])
+fig.suptitle(f"vision prompts over the patches of frame 0, block {depth - 1}", fontsize=10)
+fig.tight_layout()
+fig
+""")
+
+nb.md(r"""
+**Static view 2.** Temporal prompt 0 of frame 0, over the patches of all frames, in the first and
+the last block (each map on its own colour scale). The titles give the share of the prompt's
+attention that lands in each frame.
+""")
+
+nb.code(r"""
+rows = [temporal_prompt_maps(l, 0, 0) for l in (0, depth - 1)]
+fig = viz.attention_grid(torch.cat([m for m, _ in rows]), frames=np.concatenate([shown, shown]), ncols=T,
+                         titles=[f"block {l}, frame {s}: {share[s]:.0%}" for l, (_, share) in zip((0, depth - 1), rows)
+                                 for s in range(T)])
+fig.suptitle("temporal prompt 0 of frame 0: attention over every frame's patches", fontsize=10)
+fig.tight_layout()
+fig
+""")
+
+nb.md(r"""
+**Static view 3.** Where does a temporal prompt's attention go, summed over all temporal prompts
+of all frames? Split by the frame it lands in (the prompt's own frame or the T-1 others) and by
+token kind. Everything in the "other frames" bar is information that crosses frames. (Untrained
+prompts on near-identical frames spread their attention almost evenly over the frames, so about
+(T-1)/T of it comes from other frames.)
+""")
+
+nb.code(r"""
+kinds = ["cls", "patches", "history", "vision", "temporal"]
+own_frame = torch.eye(T, dtype=torch.bool)  # (T query frame, T key frame)
+shares = {"own frame": [], "other frames": []}
+for a in rec["temporal"]:  # (B, T*N_tp, T, S_f)
+    a = rearrange(a[0], "(tq p) tk s -> tq p tk s", p=pc.num_temporal).mean(1).cpu()  # (T, T, S_f), mean over prompts
+    for name, pick in (("own frame", own_frame), ("other frames", ~own_frame)):
+        landed = (a * pick[:, :, None]).sum(1)  # (T query frame, S_f): summed over the picked key frames
+        shares[name].append([landed[:, layout[k]].sum(-1).mean().item() for k in kinds])  # mean over query frames
+shares = {k: np.array(v) for k, v in shares.items()}  # (blocks, kinds)
+
+fig, ax = plt.subplots(figsize=(9, 3.4))
+kind_colours = dict(zip(kinds, COLOURS.values()))
+for i, (name, values) in enumerate(shares.items()):
+    bottom = np.zeros(depth)
+    for j, kind in enumerate(kinds):
+        ax.bar(np.arange(depth) + (i - 0.5) * 0.38, values[:, j], 0.36, bottom=bottom, color=kind_colours[kind],
+               edgecolor="black", linewidth=0.4, label=kind if i == 0 else None)
+        bottom += values[:, j]
+    for l in range(depth):
+        ax.text(l + (i - 0.5) * 0.38, bottom[l] + 0.01, name, ha="center", fontsize=7)
+ax.set(xticks=range(depth), xlabel="block", ylabel="share of attention", ylim=(0, 1),
+       title="temporal capture: where the temporal prompts' attention goes")
+ax.legend(fontsize=8, ncol=5, loc="upper left")
+plt.show()
+""")
+
+# ----------------------------------------------------------------------------- checks
+nb.md(r"""
+## Checks
+""")
+
+nb.code(r"""
+# the sequence layout
+assert calls[0]["x_in"].shape == (B * T, S_f, vision_width)
+assert [layout[k].stop - layout[k].start for k in ("cls", "patches", "history", "vision", "temporal")] == list(sizes.values())
+assert prompts["temporal"].shape == (T, pc.num_temporal, vision_width)
+assert prompts["vision"].shape == (pc.num_vision, vision_width)
+
+# temporal capture: our derivation equals the library, with no new parameters in the encoder
+torch.testing.assert_close(ours, calls[layer]["x_out"], rtol=1e-4, atol=1e-4)
+assert torch.equal(ours[:, :-pc.num_temporal], calls[layer]["x_in"][:, :-pc.num_temporal])  # only prompts change
+assert trainable(model.vision) == trainable(no_tp.vision)
+assert trainable(model.prompts) - trainable(no_tp.prompts) == temporal_params
+
+# perturbing frame 0 moves the other frames' temporal prompts, and later frame T-1's patches; without
+# temporal prompts frame T-1 is untouched
+assert (change[:, 1:] > 1e-4).all()
+assert tap_change["use_temporal=True"][-1] > 1e-6
+assert max(tap_change["use_temporal=False"]) < 1e-6
+
+# recorded attention: shapes and normalisation
+assert rec["prompt_to_patch"][0].shape == (B, T, pc.num_vision, N)
+assert rec["temporal"][0].shape == (B, T * pc.num_temporal, T, S_f)
+for a in rec["temporal"]:
+    torch.testing.assert_close(a.sum(dim=(-2, -1)), torch.ones(a.shape[:2], device=a.device))
+assert all((a.sum(-1) <= 1 + 1e-5).all() for a in rec["prompt_to_patch"])
+torch.testing.assert_close(rec["temporal"][layer], rearrange(our_weights, "b q (t s) -> b q t s", t=T),
+                           rtol=1e-4, atol=1e-5)
+other = shares["other frames"].sum(-1)  # (blocks,)
+assert (other > 0.5).all(), "most of the temporal prompts' attention comes from other frames"
+print("all checks passed")
+""")
+
+if __name__ == "__main__":
+    print(nb.write())
