@@ -107,6 +107,7 @@ class LossConfig:
     mask_loss: str = "bce"  # "bce" | "focal"
     bce_weight: float = 2.0  # weight of BCE (or focal) on every mask
     dice_weight: float = 5.0  # weight of Dice on every mask
+    dice_per: str = "clip"  # "clip": one Dice over all T frames of a clip; "frame": one per frame, averaged
     aux_weight: float = 1.0  # multiplies each auxiliary layer's terms
     sim_bce_weight: float = 2.0  # BCE on the pixel-text map
     sim_dice_weight: float = 5.0  # Dice on the pixel-text map

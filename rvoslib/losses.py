@@ -5,12 +5,14 @@ mask and, scaled by ``aux_weight``, on every auxiliary mask; plus
 ``sim_bce_weight x BCE + sim_dice_weight x Dice`` on the pixel-text similarity map
 against the mask downsampled to the patch grid.
 
-Reduction, the same for every term: each frame gets one value (mean over its H x W
-pixels for BCE / focal; one Dice value per frame), then frames are averaged over the
-valid ones (``valid (B, T)``; padded frames are left out), so every real frame weighs
-the same whatever the clip. Frames where the referred object is absent are real frames
-with an all-zero target: BCE pushes them to background and their Dice is
-``1 - 1 / (sum p + 1)``, which is zero only for an empty prediction.
+Reduction: BCE / focal give each frame one value (mean over its H x W pixels), then
+frames are averaged over the valid ones (``valid (B, T)``; padded frames are left out).
+Dice is computed per clip by default (``LossConfig.dice_per="clip"``: sums over all
+valid frames of a clip, as in ReferFormer-style training), or per frame. Frames where
+the referred object is absent are real frames with an all-zero target: BCE pushes them
+to background; with per-clip Dice they add their predicted area to the denominator; a
+per-frame Dice of such a frame is ``1 - 1 / (sum p + 1)``, which demands near-zero
+probability on every pixel (at 352 x 352, logits of -10 everywhere still cost 0.85).
 
 Nothing here hides non-finite values: a NaN logit gives a NaN loss, for the engine to
 catch.
@@ -71,25 +73,40 @@ def sigmoid_focal(
     return _mean_over_frames(loss.mean(dim=(-2, -1)), valid)
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Soft Dice loss per frame, averaged over valid frames.
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None,
+              per: str = "frame") -> torch.Tensor:
+    """Soft Dice loss, per frame (averaged over valid frames) or per clip (averaged over clips).
 
-    Per frame: ``1 - (2 sum(p t) + 1) / (sum p + sum t + 1)`` with ``p = sigmoid(logits)``
-    (smoothing 1 on numerator and denominator, so an empty target with an empty
-    prediction costs 0).
+    ``1 - (2 sum(p t) + 1) / (sum p + sum t + 1)`` with ``p = sigmoid(logits)`` and
+    smoothing 1 on numerator and denominator (an empty target with an empty prediction
+    costs 0). ``per="frame"`` sums over each frame's H x W pixels; ``per="clip"`` sums
+    over all valid frames of a clip (T x H x W), so a frame where the object is absent
+    only adds its predicted area to the denominator instead of being a Dice term of its
+    own that demands near-zero probability on every pixel.
 
     Args:
         logits, targets: (B, T, H, W); valid: optional (B, T) bool.
+        per: "frame" | "clip".
 
     Returns:
         Scalar tensor.
     """
     _check_shapes(logits, targets, valid)
+    if per not in ("frame", "clip"):
+        raise ValueError(f"dice per must be 'frame' or 'clip', got {per!r}")
     prob, targets = logits.float().sigmoid(), targets.float()
     inter = (prob * targets).sum(dim=(-2, -1))  # (B, T)
     total = prob.sum(dim=(-2, -1)) + targets.sum(dim=(-2, -1))  # (B, T)
-    per_frame = 1 - (2 * inter + DICE_SMOOTH) / (total + DICE_SMOOTH)
-    return _mean_over_frames(per_frame, valid)
+    if per == "frame":
+        per_frame = 1 - (2 * inter + DICE_SMOOTH) / (total + DICE_SMOOTH)
+        return _mean_over_frames(per_frame, valid)
+    keep = torch.ones_like(inter, dtype=torch.bool) if valid is None else valid.bool()
+    zero = torch.zeros_like(inter)
+    inter = torch.where(keep, inter, zero).sum(dim=1)  # (B,)
+    total = torch.where(keep, total, zero).sum(dim=1)  # (B,)
+    per_clip = 1 - (2 * inter + DICE_SMOOTH) / (total + DICE_SMOOTH)  # (B,)
+    has_frames = keep.any(dim=1)
+    return torch.where(has_frames, per_clip, torch.zeros_like(per_clip)).sum() / has_frames.sum().clamp(min=1)
 
 
 def similarity_target(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -155,7 +172,7 @@ def compute_losses(outputs: dict, targets: dict, cfg: LossConfig) -> dict[str, t
         sim_target = similarity_target(masks, tuple(similarity.shape[-2:]))  # (B, T, h, w)
         sim_logits = similarity_logits(similarity, cfg.sim_temperature)
         terms["sim_bce"] = sigmoid_bce(sim_logits, sim_target, valid)
-        terms["sim_dice"] = dice_loss(sim_logits, sim_target, valid)
+        terms["sim_dice"] = dice_loss(sim_logits, sim_target, valid, per=cfg.dice_per)
         total = total + cfg.sim_bce_weight * terms["sim_bce"] + cfg.sim_dice_weight * terms["sim_dice"]
 
     terms["total"] = total
@@ -170,7 +187,7 @@ def _mask_terms(
         first = sigmoid_focal(logits, masks, cfg.focal_alpha, cfg.focal_gamma, valid)
     else:
         first = sigmoid_bce(logits, masks, valid)
-    return first, dice_loss(logits, masks, valid)
+    return first, dice_loss(logits, masks, valid, per=cfg.dice_per)
 
 
 def _mask_loss_name(cfg: LossConfig) -> str:

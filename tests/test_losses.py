@@ -215,3 +215,22 @@ def test_compute_losses_temperature_and_gradients():
     assert pred.grad is not None and sim.grad is not None
     assert torch.all(pred.grad[:, 1] == 0) and torch.all(sim.grad[:, 1] == 0)  # padded frame gets no gradient
     assert pred.grad[:, 0].abs().sum() > 0
+
+
+def test_dice_per_clip_matches_hand_value_and_spares_absent_frames():
+    # clip of two 1x2 frames: frame 0 has the object on pixel 0, frame 1 is empty
+    targets = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]]])  # (1, 2, 1, 2)
+    logits = torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]]]])  # p = 0.5 everywhere
+    # per clip: inter = 0.5, sum p = 2.0, sum t = 1 -> 1 - (2*0.5 + 1) / (3 + 1) = 0.5
+    assert dice_loss(logits, targets, per="clip").item() == pytest.approx(0.5)
+    # per frame: frame 0: 1 - (1 + 1)/(2 + 1) = 1/3; frame 1: 1 - 1/(1 + 1) = 1/2; mean 5/12
+    assert dice_loss(logits, targets, per="frame").item() == pytest.approx(5 / 12)
+    # a padded (invalid) frame is left out of the clip sums
+    valid = torch.tensor([[True, False]])
+    # inter = 0.5, sum p = 1.0, sum t = 1 -> 1 - 2/3
+    assert dice_loss(logits, targets, valid, per="clip").item() == pytest.approx(1 / 3)
+    # an absent frame with confident background costs almost nothing per clip, a lot per frame
+    confident = torch.tensor([[[[8.0, -8.0]], [[-8.0, -8.0]]]])
+    assert dice_loss(confident, targets, per="clip").item() < 0.01
+    with pytest.raises(ValueError, match="per"):
+        dice_loss(logits, targets, per="pixel")
