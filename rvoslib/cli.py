@@ -112,6 +112,48 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- train, evaluate, segment, pretrain
+
+
+def _add_command(subparsers: argparse._SubParsersAction, name: str, help: str, description: str,
+                 add_arguments, run) -> None:
+    """Register a command whose arguments and runner live in the module that does the work."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+TRAIN_HELP = """\
+Train VLP-RVOS: the CLIP stays frozen; prompts, stage-1/2/3 relation modules,
+the cube-frame encoder and the mask head are trained. With no options it trains
+the tiny preset (initialised from the shipped tiny pretrained CLIP) on the bundled
+synthetic set on the CPU. Each run folder holds last.pt, best.pt (by validation
+J&F), log.jsonl and config.json; --resume continues exactly where it stopped.
+
+examples:
+  rvoslib train --out runs/tiny
+  rvoslib train --out runs/tiny --resume
+  rvoslib train --preset clip-b16 --data /data/ref-youtube-vos --out runs/b16 --device cuda
+  torchrun --nproc_per_node 4 -m rvoslib.cli train --preset clip-b16 --data /data/ref-youtube-vos
+  rvoslib train --set model.spatiotemporal.attention=full --set train.lr=3e-4
+"""
+
+
+def add_library_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``train``, ``evaluate``, ``segment`` and ``pretrain`` (their modules import torch)."""
+    from rvoslib import engine, evaluate, inference, pretrain
+
+    _add_command(subparsers, "train", "train VLP-RVOS (one device, or many GPUs with torchrun)",
+                 TRAIN_HELP, engine.add_train_arguments, engine.run_train)
+    _add_command(subparsers, "evaluate", "score a checkpoint on a dataset (J&F, mAP) or write a submission",
+                 evaluate.EVALUATE_HELP, evaluate.add_evaluate_arguments, evaluate.run_evaluate)
+    _add_command(subparsers, "segment", "segment a video (frames folder or mp4) from sentences",
+                 inference.SEGMENT_HELP, inference.add_segment_arguments, inference.run_segment)
+    _add_command(subparsers, "pretrain", "tiny contrastive CLIP pretraining on synthetic captions",
+                 pretrain.PRETRAIN_HELP, pretrain.add_arguments, pretrain.run_from_args)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -125,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logging level (default: INFO)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_library_commands(subparsers)
     add_make_synthetic_command(subparsers)
     return parser
 
