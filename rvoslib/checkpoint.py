@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from rvoslib.config import Config
+from rvoslib.runtime import find_sample
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -134,6 +138,23 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return state
 
 
+def export_weights(src: PathLike, dst: PathLike, half: bool = False) -> Path:
+    """Write a small inference checkpoint: config and model weights, no optimizer/scheduler/RNG.
+
+    With ``half=True`` floating-point weights are stored as float16 (they are cast back to
+    the model's dtype on load). The result loads with :func:`model_from_checkpoint`; it
+    cannot ``--resume`` training.
+    """
+    state = load_checkpoint(src)
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state["model"].items()}
+    small = {key: state[key] for key in ("format", "version", "config", "step", "full")}
+    small.update(model=weights, optimizer=None, scheduler=None, scaler=None, rng=None,
+                 extra={"exported_from": str(src), "half": bool(half), **state.get("extra", {})})
+    out = atomic_torch_save(small, dst)
+    logger.info("exported %s -> %s (%d tensors%s)", src, out, len(weights), ", float16" if half else "")
+    return out
+
+
 def config_of(state: dict) -> Config:
     """The ``Config`` stored in a loaded checkpoint."""
     return Config.from_dict(state["config"])
@@ -158,7 +179,8 @@ def load_model_weights(model: torch.nn.Module, state: dict, source: str = "check
             f"shape mismatch {shapes[:3]}" if shapes else "",
         ]))
         raise CheckpointFormatError(f"{source} does not fit this model (was it saved with another config?): {details}")
-    model.load_state_dict(weights, strict=False)
+    own_dtypes = {k: own[k].dtype for k in weights}
+    model.load_state_dict({k: v.to(own_dtypes[k]) for k, v in weights.items()}, strict=False)
 
 
 def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
@@ -180,6 +202,8 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
     cfg = config_of(state)
     if pretrained is not None:
         cfg.model.backbone.pretrained = pretrained
+    elif cfg.model.backbone.pretrained and find_sample(cfg.model.backbone.pretrained).is_file():
+        cfg.model.backbone.pretrained = str(find_sample(cfg.model.backbone.pretrained))  # e.g. a shipped sample
     if state.get("full"):
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
     model = build_model(cfg.model)

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +33,25 @@ class Runtime:
     @property
     def fast(self) -> bool:
         return self.mode == "fast"
+
+
+def repo_root() -> Path:
+    """The folder above the ``rvoslib`` package: the repository root in a source checkout."""
+    return Path(__file__).resolve().parents[1]
+
+
+def find_sample(relative: str | Path) -> Path:
+    """Resolve a path such as ``data_samples/tiny_clip/rvos-tiny-shapes.pt``.
+
+    Absolute paths and paths that exist from the current folder are returned as they
+    are; otherwise the path is taken relative to the repository root when it exists
+    there (so notebooks, which run inside ``notebooks/``, find the shipped samples).
+    """
+    path = Path(relative)
+    if path.is_absolute() or path.exists():
+        return path
+    beside = repo_root() / path
+    return beside if beside.exists() else path
 
 
 def seed_everything(seed: int) -> None:

@@ -139,3 +139,30 @@ def test_real_presets_forward_with_random_weights(preset, grid):
     assert out["pred_masks"].shape == (1, 2, s, s)
     assert out["similarity"].shape == (1, 2, grid, grid)
     assert torch.isfinite(out["pred_masks"]).all()
+
+
+def test_checkpoint_round_trip_and_export(tmp_path, tiny_model):
+    from rvoslib.checkpoint import (CheckpointFormatError, export_weights, load_checkpoint,
+                                    model_from_checkpoint, save_checkpoint)
+    from rvoslib.config import get_preset
+
+    cfg = get_preset("tiny")
+    path = save_checkpoint(tmp_path / "run" / "last.pt", tiny_model, cfg, step=7)
+    small = export_weights(path, tmp_path / "small.pt", half=True)
+    assert small.stat().st_size < path.stat().st_size
+    state = load_checkpoint(small)
+    assert state["optimizer"] is None and state["step"] == 7
+    model, loaded_cfg = model_from_checkpoint(small)
+    assert loaded_cfg == cfg
+    for name, value in tiny_model.trainable_state_dict().items():
+        restored = model.state_dict()[name]
+        assert restored.dtype == value.dtype
+        torch.testing.assert_close(restored, value, atol=1e-3, rtol=1e-3)  # float16 storage
+    (tmp_path / "corrupt.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointFormatError, match="corrupt"):
+        load_checkpoint(tmp_path / "corrupt.pt")
+    other = get_preset("tiny")
+    other.model.dim = 32
+    with pytest.raises(CheckpointFormatError, match="another config"):
+        from rvoslib.checkpoint import load_model_weights
+        load_model_weights(build_model(other.model), load_checkpoint(path))
