@@ -18,14 +18,17 @@ setup: $(STAMP)  ## create .venv and install rvoslib with the notebook and dev e
 lab: $(STAMP)  ## open the notebook series in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-demo: $(STAMP)  ## headless: segment a bundled real clip and write an overlay video
-	$(BIN)/rvoslib segment data_samples/davis/blackswan "a black feathered swan" --out runs/demo/blackswan_overlay.mp4
+demo: $(STAMP)  ## headless: segment a bundled clip with the shipped tiny model and write an overlay GIF
+	$(BIN)/rvoslib segment data_samples/synthetic/valid/JPEGImages/valid_00000 "the small triangle" "the red shape that moves up" --checkpoint data_samples/tiny_rvos/rvos-tiny-synthetic.pt --out runs/demo/valid_00000.gif
 
 test: $(STAMP)  ## every test: unit tests and the notebooks (fast mode, CPU)
 	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval -p no:cacheprovider
 
-test-unit: $(STAMP)
+test-unit: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+test-notebooks: $(STAMP)  ## the notebooks only (fast mode)
+	$(BIN)/python -m pytest $(wildcard notebooks/*.ipynb) --nbval -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

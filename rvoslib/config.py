@@ -53,6 +53,9 @@ class VisionConfig:
     stage1: bool = True  # stage-1 VL cross-attention (visual tokens -> words) inside the encoder
     stage1_layers: Optional[tuple] = None  # block indices with stage-1 cross-attention; None = every block
     stage1_heads: int = 8  # heads of the stage-1 cross-attention
+    # inner width r of the stage-1 cross-attention (a bottleneck adapter: D_v -> r queries, words D_t -> r,
+    # attend, r -> D_v); None = D_v // 4. Set it to D_v for the full-width cross-attention.
+    stage1_dim: Optional[int] = None
     tap_layers: tuple = (3, 7, 9, 11)  # 0-based block indices whose patch tokens are tapped (first = shallow)
 
 

@@ -64,7 +64,7 @@ from rvoslib.distributed import (
     wrap_ddp,
 )
 from rvoslib.losses import compute_losses
-from rvoslib.runtime import seed_everything
+from rvoslib.runtime import find_sample, seed_everything
 from rvoslib.schedule import build_optimizer, build_scheduler, current_lrs
 
 logger = logging.getLogger(__name__)
@@ -590,8 +590,9 @@ def _check_config(cfg: Config) -> None:
 # ============================================================================ train
 
 
-def _build(cfg: Config, ctx: DistContext) -> tuple[nn.Module, torch.optim.Optimizer, Any, Optional[Any]]:
-    """Model (on the device, train mode), optimizer, scheduler and fp16 scaler (or None)."""
+def build_training(cfg: Config, ctx: DistContext) -> tuple[nn.Module, torch.optim.Optimizer, Any, Optional[Any]]:
+    """Seed, then build the model (on ``ctx.device``, train mode), AdamW, the LambdaLR schedule and
+    the fp16 ``GradScaler`` (None unless ``amp`` resolves to fp16 on CUDA)."""
     from rvoslib.model import build_model
 
     seed_everything(cfg.train.seed)  # the same initial weights on every rank and on resume
@@ -652,7 +653,7 @@ def train(cfg: Config, device: Optional[Union[str, torch.device]] = None, resume
 def _train(cfg: Config, ctx: DistContext, out_dir: Path, resume_path: Optional[Path], stop_after: Optional[int],
            progress: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    model, optimizer, scheduler, scaler = _build(cfg, ctx)
+    model, optimizer, scheduler, scaler = build_training(cfg, ctx)
     state = None
     if resume_path is not None:
         state = load_checkpoint(resume_path)
@@ -826,35 +827,6 @@ def _fmt(value: Optional[float]) -> str:
 
 
 # ============================================================================ command line
-
-
-TRAIN_HELP = """\
-Train VLP-RVOS (a frozen CLIP adapted with prompts) on a referring-video dataset.
-Without options, trains the tiny preset on the bundled synthetic shapes
-(data_samples/synthetic), from the shipped tiny pretrained CLIP, into runs/tiny.
-
-The run folder gets last.pt (every train.ckpt_every steps and at the end), best.pt
-(best validation J&F, every train.eval_every steps), log.jsonl and config.json.
---resume continues an interrupted run exactly where its last checkpoint left off.
-Under torchrun (several processes), each process trains on its share of every batch.
-
-examples:
-  rvoslib train
-  rvoslib train --data data/shapes --out runs/shapes --steps 5000 --set train.lr=3e-4
-  rvoslib train --out runs/shapes --resume
-  rvoslib train --preset clip-b16 --data data/ref-youtube-vos --out runs/b16 --set train.amp=bf16
-  torchrun --nproc_per_node 4 -m rvoslib.cli train --preset clip-b16 --data data/ref-youtube-vos --out runs/b16
-"""
-
-
-def find_sample(relative: str) -> Path:
-    """A path under the repository's ``data_samples`` (relative to the working directory, else
-    to the rvoslib source tree); returned as given when found in neither."""
-    path = Path(relative)
-    if path.exists() or path.is_absolute():
-        return path
-    beside_package = Path(__file__).resolve().parents[1] / path
-    return beside_package if beside_package.exists() else path
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -7,20 +7,46 @@ Per frame the token sequence is (S_f tokens)
 CLS and patches are embedded exactly as open_clip's ``VisionTransformer._embeds`` does
 (``conv1``, ``class_embedding``, ``positional_embedding``, ``ln_pre``); history and
 prompt tokens are appended after ``ln_pre`` with no position embedding. Frames go
-through the blocks as ``(b t)``. For each ViT block l (open_clip ``ResidualAttentionBlock``):
+through the blocks as ``(b t)``. For each ViT block l (open_clip ``ResidualAttentionBlock``,
+whose frozen weights we call directly: ``ln_1``, ``attn.in_proj_*``, ``attn.out_proj``,
+``ls_1``, ``ln_2``, ``mlp``, ``ls_2``):
 
-1. frozen self-attention within the frame (``block.attention``, layer scale ``ls_1``);
-   then, in the blocks listed by ``vision.stage1_layers``, a new stage-1
-   cross-attention from the frame's CLS and patch tokens to the words (projected
-   D_t -> D_v, padded words masked), added through ``tanh(alpha_l)`` with alpha_l = 0
-   at init, so at step 0 the block computes exactly what CLIP computes;
-2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``);
-3. temporal capture (when temporal prompts are given): the temporal prompts of all T
-   frames ``(B, T*N_tp, D_v)`` attend to all tokens of all frames ``(B, T*S_f, D_v)``
-   through block l's own frozen attention, ``block.attention(q_x=ln_1(tp),
-   k_x=ln_1(all), v_x=ln_1(all))``, with a residual add through ``ls_1``, and are
-   written back into their frames. No new parameters; this is how information moves
-   across frames inside the frozen encoder.
+1. frozen self-attention with **temporal capture folded in**. ``ln_1`` and the packed
+   q/k/v projection ``attn.in_proj`` run once over every token of every frame
+   ``(B*T, S_f, D_v)``. Every token except the temporal prompts attends within its own
+   frame, exactly as CLIP does; the temporal prompts of all T frames ``(B, T*N_tp)``
+   attend to the keys/values of **all tokens of all frames** ``(B, T*S_f)`` (their own
+   frame's and the others'). Both go through ``attn.out_proj`` and the residual add
+   through ``ls_1``. No new parameters; this is how information moves across frames
+   inside the frozen encoder: the temporal prompts gather from every frame here, and
+   in block l+1 every frame's patches read their own frame's (updated) prompts.
+   Then, in the blocks listed by ``vision.stage1_layers``, a new stage-1
+   cross-attention from the frame's CLS and patch tokens to the words, added through
+   ``tanh(alpha_l)`` with alpha_l = 0 at init, so at step 0 the block computes exactly
+   what CLIP computes. It is a bottleneck adapter of inner width r =
+   ``vision.stage1_dim`` (default D_v // 4): LayerNorm, queries D_v -> r, words
+   D_t -> r (one projection shared by all blocks) -> keys/values r -> 2r per block,
+   attention, output r -> D_v;
+2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``) on every token, temporal prompts included.
+
+Why temporal capture reads the attention step's keys/values (a change from DESIGN
+section 5, which runs a separate capture after the MLP,
+``block.attention(q_x=ln_1(tp), k_x=ln_1(all), v_x=ln_1(all))``): the block has
+already computed ``ln_1`` and the key/value projections of every token of every frame
+for its own self-attention, so a separate capture step recomputed them (+17% of a
+ViT-B block's FLOPs, plus the copies of regrouping every token; measured with
+``benchmarks/run.py`` on ViT-B/16, S=352, T=6, CPU: the vision encoder took 1.37x the
+time of open_clip's ``encode_image`` with the separate step, 1.10x with it folded in,
+same stage 1). Reading them from the attention step costs only the prompts' own
+queries over T*S_f keys (T*N_tp query rows: about 0.1% of a block's FLOPs). It
+uses the same frozen weights (``ln_1``, W_q/W_k/W_v/W_o, ``ls_1``) and adds no
+parameters. What changes: the prompts read the tokens of block l at the attention
+step (as every other query of that attention does) instead of after its MLP, i.e.
+half a block earlier; and each block updates a prompt once (one attention, one MLP,
+the computation the frozen block was trained for) instead of twice (own-frame
+attention, MLP, then a second, cross-frame attention with no MLP after it). The
+cross-frame path is as short as before: what frame 0 tells the prompts in block l
+reaches frame t's patches in block l+1.
 
 Taps: the patch tokens after each block in ``vision.tap_layers`` ``(B, T, D_v, h, w)``
 go through their own 1x1 projection (LayerNorm + Linear, D_v -> d; the LayerNorm
@@ -34,6 +60,9 @@ alpha away from 0 the cross-attention weights are trained too (the tests check b
 
 ``record_attention=True`` switches every attention of interest to a manual-softmax
 path that returns the same outputs (tested) and records head-averaged maps.
+The stage-1 and temporal-capture steps run inside ``torch.profiler.record_function``
+ranges (``rvoslib.vision.stage1``, ``rvoslib.vision.temporal_capture``), so a
+profile shows their share of the encoder (``benchmarks/run.py`` reads them).
 """
 
 from __future__ import annotations
@@ -44,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.profiler import record_function
 from torch.utils.checkpoint import checkpoint
 
 from .backbone import keep_frozen_eval, unwrap_clip
@@ -78,65 +108,61 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[tor
     return weights @ v, weights
 
 
-def frozen_attention_manual(attn: nn.MultiheadAttention, q_x: torch.Tensor, kv_x: torch.Tensor
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """What ``attn(q_x, kv_x, kv_x)`` computes (batch-first), with its weights.
-
-    Args:
-        q_x: ``(B, Q, D)``; kv_x: ``(B, K, D)`` (already layer-normed).
-
-    Returns:
-        ``(out (B, Q, D), weights (B, heads, Q, K))``.
-    """
-    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
-    b_q, b_k, b_v = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
-    heads = attn.num_heads
-    q = _split_heads(F.linear(q_x, w_q, b_q), heads)
-    k = _split_heads(F.linear(kv_x, w_k, b_k), heads)
-    v = _split_heads(F.linear(kv_x, w_v, b_v), heads)
-    out, weights = attend(q, k, v, record=True)
-    return attn.out_proj(rearrange(out, "b h n c -> b n (h c)")), weights
+def frozen_out_proj(attn: nn.MultiheadAttention, out: torch.Tensor) -> torch.Tensor:
+    """Merge heads ``(n, heads, S, c) -> (n, S, D)`` and apply the output projection of
+    ``attn`` (a frozen ``nn.MultiheadAttention``, whose packed q/k/v projection ``in_proj_*``
+    is applied by the caller)."""
+    return F.linear(rearrange(out, "n h s c -> n s (h c)"), attn.out_proj.weight, attn.out_proj.bias)
 
 
 # --------------------------------------------------------------------------- stage 1
 
 
 class Stage1CrossAttention(nn.Module):
-    """Visual tokens attend to (projected) words; the output is gated by tanh(alpha), alpha = 0 at init.
+    """Visual tokens attend to (projected) words through a bottleneck; the output is gated by
+    tanh(alpha), alpha = 0 at init.
 
     Args:
         width: D_v.
-        heads: attention heads (must divide D_v).
+        heads: attention heads (must divide ``inner``).
+        inner: r, the inner width of queries, keys and values (default D_v). The words arrive
+            already projected to r (the encoder's shared ``word_proj``, D_t -> r).
     """
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, inner: Optional[int] = None):
         super().__init__()
-        if width % heads:
-            raise ValueError(f"vision.stage1_heads={heads} must divide the vision width {width}")
+        inner = width if inner is None else inner
+        if inner < 1 or inner % heads:
+            raise ValueError(f"vision.stage1_heads={heads} must divide the stage-1 inner width "
+                             f"(vision.stage1_dim) {inner}")
         self.heads = heads
         self.norm = nn.LayerNorm(width)
-        self.q = nn.Linear(width, width)
-        self.kv = nn.Linear(width, 2 * width)
-        self.out = nn.Linear(width, width)
+        self.q = nn.Linear(width, inner)  # D_v -> r
+        self.kv = nn.Linear(inner, 2 * inner)  # r -> 2r (words)
+        self.out = nn.Linear(inner, width)  # r -> D_v
         self.alpha = nn.Parameter(torch.zeros(1))  # gate tanh(alpha): 0 at step 0
 
     def forward(self, x: torch.Tensor, words: torch.Tensor, keep: torch.Tensor, record: bool = False
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Gated update for the visual tokens.
 
+        Every visual token attends to the words on its own, so a row of ``x`` may hold a whole
+        clip (M = T * (1 + N)) or one frame (M = 1 + N, words repeated per frame): same result.
+
         Args:
-            x: ``(B, M, D_v)`` visual tokens of all frames of a clip (M = T * (1 + N)).
-            words: ``(B, L, D_v)`` projected word features.
+            x: ``(B, M, D_v)`` visual tokens.
+            words: ``(B, L, r)`` projected word features.
             keep: ``(B, 1, 1, L)`` bool, True at real words.
             record: also return the head-averaged weights.
 
         Returns:
             ``(update (B, M, D_v), weights (B, M, L) or None)``.
         """
-        q = _split_heads(self.q(self.norm(x)), self.heads)  # (B, heads, M, c)
-        k, v = (_split_heads(t, self.heads) for t in self.kv(words).chunk(2, dim=-1))  # (B, heads, L, c)
+        q = _split_heads(self.q(self.norm(x)), self.heads)  # (B, heads, M, r / heads)
+        k, v = (_split_heads(t, self.heads) for t in self.kv(words).chunk(2, dim=-1))  # (B, heads, L, r / heads)
         out, weights = attend(q, k, v, keep, record)
-        update = torch.tanh(self.alpha) * self.out(rearrange(out, "b h m c -> b m (h c)"))
+        gate = torch.tanh(self.alpha)  # folded into the output projection: r x D_v products, not M x D_v
+        update = F.linear(rearrange(out, "b h m c -> b m (h c)"), gate * self.out.weight, gate * self.out.bias)
         return update, (weights.mean(dim=1) if weights is not None else None)
 
 
@@ -167,10 +193,13 @@ class PromptedVisionEncoder(nn.Module):
             raise ValueError("vision.tap_layers must name at least one block")
         stage1 = cfg.vision.stage1_layers
         stage1 = range(depth) if stage1 is None else self._layer_indices(stage1, depth, "vision.stage1_layers")
+        inner = cfg.vision.stage1_dim if cfg.vision.stage1_dim is not None else max(width // 4, 1)
+        self.stage1_dim = inner  # r
         self.stage1 = nn.ModuleDict(
-            {str(l): Stage1CrossAttention(width, cfg.vision.stage1_heads) for l in stage1} if cfg.vision.stage1 else {})
+            {str(l): Stage1CrossAttention(width, cfg.vision.stage1_heads, inner) for l in stage1}
+            if cfg.vision.stage1 else {})
         self._text_width = self._find_text_width(unwrap_clip(clip_model))
-        self.word_proj = nn.Linear(self._text_width, width) if self.stage1 else None  # D_t -> D_v, shared
+        self.word_proj = nn.Linear(self._text_width, inner) if self.stage1 else None  # D_t -> r, shared
         self.tap_proj = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.dim))
                                        for _ in self.tap_layers])
         self.shallow_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.dim))
@@ -295,49 +324,58 @@ class PromptedVisionEncoder(nn.Module):
         x = v.ln_pre(x)
         return torch.cat([x, *[e.to(x.dtype) for e in extra]], dim=1)  # (B*T, S_f, D_v)
 
-    def _frame_block(self, layer: int, x: torch.Tensor, words: Optional[torch.Tensor], keep: Optional[torch.Tensor],
-                     batch: int, rec: Optional[dict]) -> torch.Tensor:
-        """Steps 1-2 of block ``layer`` on ``x (B*T, S_f, D_v)``; records into ``rec`` if given."""
-        block = self.blocks[layer]
-        h = block.ln_1(x)
-        if rec is None:
-            a = block.attention(q_x=h)
-        else:
-            a, weights = frozen_attention_manual(block.attn, h, h)
-            rec["self"] = weights.mean(dim=1)  # (B*T, S_f, S_f)
-        x = x + block.ls_1(a)
-        if str(layer) in self.stage1:
-            n_vis = 1 + self.grid_size[0] * self.grid_size[1]  # CLS + patches
-            vis = rearrange(x[:, :n_vis], "(b t) m c -> b (t m) c", b=batch)  # (B, T*(1+N), D_v)
-            update, weights = self.stage1[str(layer)](vis, words, keep, rec is not None)
-            update = rearrange(update, "b (t m) c -> (b t) m c", m=n_vis)  # (B*T, 1+N, D_v)
-            x = torch.cat([x[:, :n_vis] + update, x[:, n_vis:]], dim=1)
-            if rec is not None:
-                rec["stage1"] = rearrange(weights, "b (t m) l -> b t m l", m=n_vis)[:, :, 1:]  # (B, T, N, L)
-        return x + block.ls_2(block.mlp(block.ln_2(x)))
+    def _block(self, layer: int, x: torch.Tensor, words: Optional[torch.Tensor], keep: Optional[torch.Tensor],
+               batch: int, num_temporal: int, rec: Optional[dict]) -> torch.Tensor:
+        """Block ``layer`` (steps 1-2 of the module docstring) on ``x (B*T, S_f, D_v)``; records into ``rec``.
 
-    def _temporal_capture(self, layer: int, x: torch.Tensor, batch: int, num_temporal: int,
-                          rec: Optional[dict]) -> torch.Tensor:
-        """Step 3 of block ``layer``: temporal prompts of all frames attend to all tokens of all frames.
-
-        The temporal prompts are the last ``num_temporal`` tokens of each frame in ``x (B*T, S_f, D_v)``.
+        ``words (B*T, L, r)`` and ``keep (B*T, 1, 1, L)`` are the projected words and their mask,
+        repeated for every frame (stage 1 treats each token on its own, so frames need not be joined).
         """
         block = self.blocks[layer]
-        t = x.shape[0] // batch
-        # A faster path would reuse block `layer`'s self-attention keys/values (computed in
-        # `_frame_block`) instead of recomputing ln_1 and the K/V projections of every token here
-        # (~+15% of a block's FLOPs); it would read pre-MLP tokens, a small change of semantics.
-        kv = block.ln_1(rearrange(x, "(b t) s c -> b (t s) c", b=batch))  # (B, T*S_f, D_v)
-        q = rearrange(rearrange(kv, "b (t s) c -> b t s c", t=t)[:, :, -num_temporal:],
-                      "b t p c -> b (t p) c")  # (B, T*N_tp, D_v) = ln_1(temporal prompts)
-        if rec is None:
-            a = block.attention(q_x=q, k_x=kv, v_x=kv)
-        else:
-            a, weights = frozen_attention_manual(block.attn, q, kv)
-            rec["temporal"] = rearrange(weights.mean(dim=1), "b q (t s) -> b q t s", t=t)  # (B, T*N_tp, T, S_f)
-        tp = rearrange(x[:, -num_temporal:], "(b t) p c -> b (t p) c", b=batch) + block.ls_1(a)
-        tp = rearrange(tp, "b (t p) c -> (b t) p c", t=t)  # (B*T, N_tp, D_v)
-        return torch.cat([x[:, :-num_temporal], tp], dim=1)
+        x = x + block.ls_1(self._attention(block.attn, block.ln_1(x), batch, num_temporal, rec))
+        if str(layer) in self.stage1:
+            with record_function("rvoslib.vision.stage1"):
+                n_vis = 1 + self.grid_size[0] * self.grid_size[1]  # CLS + patches
+                # a contiguous copy (LayerNorm makes one anyway) so the in-place add below leaves
+                # the tensor that LayerNorm saves for backward untouched
+                vis = x[:, :n_vis].contiguous()  # (B*T, 1+N, D_v)
+                update, weights = self.stage1[str(layer)](vis, words, keep, rec is not None)
+                x[:, :n_vis].add_(update)  # in place: no (B*T, S_f, D_v) concatenation
+            if rec is not None:
+                rec["stage1"] = rearrange(weights[:, 1:], "(b t) n l -> b t n l", b=batch)  # (B, T, N, L)
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    def _attention(self, attn: nn.MultiheadAttention, h: torch.Tensor, batch: int, num_temporal: int,
+                   rec: Optional[dict]) -> torch.Tensor:
+        """The frozen self-attention of a block with temporal capture folded in.
+
+        Args:
+            h: ``(B*T, S_f, D_v)`` = ``ln_1(x)``; the temporal prompts are its last ``num_temporal`` tokens.
+
+        Returns:
+            ``(B*T, S_f, D_v)``, before ``ls_1``: for every token but the temporal prompts, the
+            block's self-attention within its frame (what ``block.attention(h)`` computes); for the
+            temporal prompts, attention over the keys/values of all tokens of all T frames.
+        """
+        record = rec is not None
+        qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (B*T, S_f, 3 D_v), rows [W_q; W_k; W_v]
+        q, k, v = (_split_heads(z, attn.num_heads) for z in qkv.chunk(3, dim=-1))  # (B*T, heads, S_f, c), views
+        out, weights = attend(q, k, v, record=record)  # (B*T, heads, S_f, c)
+        a = frozen_out_proj(attn, out)  # (B*T, S_f, D_v)
+        if record:
+            rec["self"] = weights.mean(dim=1)  # (B*T, S_f, S_f); the temporal prompts' rows are replaced below
+        if num_temporal:
+            with record_function("rvoslib.vision.temporal_capture"):
+                t = h.shape[0] // batch
+                every = rearrange(qkv, "(b t) s c -> b (t s) c", b=batch)  # (B, T*S_f, 3 D_v), a view
+                _, k_all, v_all = (_split_heads(z, attn.num_heads) for z in every.chunk(3, dim=-1))  # (B, heads, T*S_f, c)
+                q_tp = rearrange(q[:, :, -num_temporal:], "(b t) h p c -> b h (t p) c", b=batch)  # (B, heads, T*N_tp, c)
+                out_tp, weights = attend(q_tp, k_all, v_all, record=record)  # (B, heads, T*N_tp, c)
+                a_tp = frozen_out_proj(attn, out_tp)  # (B, T*N_tp, D_v)
+                a[:, -num_temporal:] = rearrange(a_tp, "b (t p) c -> (b t) p c", t=t)  # in place, small
+            if record:
+                rec["temporal"] = rearrange(weights.mean(dim=1), "b q (t s) -> b q t s", t=t)  # (B, T*N_tp, T, S_f)
+        return a
 
     def _run(self, fn, *args) -> torch.Tensor:
         """Call ``fn(*args, rec=None)``, under activation checkpointing when configured and useful."""
@@ -387,23 +425,19 @@ class PromptedVisionEncoder(nn.Module):
         layout = self._layout(n, history, vision, temporal)
         words_v = keep = None
         if self.stage1:
-            words_v = self.word_proj(words.to(x.dtype))  # (B, L, D_v)
-            keep = (~word_pad)[:, None, None, :]  # (B, 1, 1, L)
+            words_v = repeat(self.word_proj(words.to(x.dtype)), "b l c -> (b t) l c", t=t)  # (B*T, L, r)
+            keep = repeat(~word_pad, "b l -> (b t) 1 1 l", t=t)  # (B*T, 1, 1, L)
         n_tp = 0 if temporal is None else temporal.shape[1]
         attn = ({"stage1": [], "prompt_to_patch": [], "cls_to_patch": [], "temporal": [], "layout": layout}
                 if record_attention else None)
         tapped = {}
         for layer in range(len(self.blocks)):
-            rec = {} if record_attention else None
-            if rec is None:
-                x = self._run(self._frame_block, layer, x, words_v, keep, b)
-                if n_tp:
-                    x = self._run(self._temporal_capture, layer, x, b, n_tp)
-            else:
-                x = self._frame_block(layer, x, words_v, keep, b, rec)
-                if n_tp:
-                    x = self._temporal_capture(layer, x, b, n_tp, rec)
+            if record_attention:
+                rec = {}
+                x = self._block(layer, x, words_v, keep, b, n_tp, rec)
                 self._collect(attn, rec, b, layout)
+            else:
+                x = self._run(self._block, layer, x, words_v, keep, b, n_tp)
             if layer in self.tap_layers:
                 tapped[layer] = x[:, 1:1 + n]  # (B*T, N, D_v)
 

@@ -6,13 +6,14 @@ import warnings
 
 import pytest
 import torch
+from einops import rearrange
 
 from rvoslib import text_encoder
 from rvoslib.backbone import create_clip, get_tokenizer
 from rvoslib.config import BackboneConfig, ModelConfig, clip_b16, tiny
 from rvoslib.prompts import HistoryEncoder, PromptGenerator
 from rvoslib.text_encoder import PromptedTextEncoder, tokenize
-from rvoslib.vision_encoder import PromptedVisionEncoder
+from rvoslib.vision_encoder import PromptedVisionEncoder, Stage1CrossAttention
 
 SENTENCES = ["the red dog running on the left", "a cat"]
 
@@ -258,6 +259,74 @@ def test_frozen_split_and_gradients(clip, tokens):
     loss().backward()
     for name in gated:
         assert trainable[name].grad.abs().max() > 0, name
+
+
+def reference_block(block, x, batch, num_temporal):
+    """open_clip's own block on every frame, except that the temporal prompts' attention reads the
+    keys/values of all frames: built from ``block.attention`` (nn.MultiheadAttention) only."""
+    h = block.ln_1(x)  # (B*T, S_f, D_v)
+    a = block.attention(q_x=h)  # within each frame
+    every = rearrange(h, "(b t) s c -> b (t s) c", b=batch)  # (B, T*S_f, D_v)
+    prompts = rearrange(h[:, -num_temporal:], "(b t) p c -> b (t p) c", b=batch)  # (B, T*N_tp, D_v)
+    a_tp = block.attention(q_x=prompts, k_x=every, v_x=every)
+    a = torch.cat([a[:, :-num_temporal], rearrange(a_tp, "b (t p) c -> (b t) p c", p=num_temporal)], dim=1)
+    x = x + block.ls_1(a)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def test_temporal_capture_is_the_frozen_attention_over_all_frames(clip, tokens):
+    """Every block: CLIP's own block per frame, the temporal prompts attending to all frames' tokens."""
+    venc, tenc, gen, hist = build(clip, model_cfg(stage1=False))
+    video = frames(2, 3)
+    with torch.no_grad():
+        prompts = gen(3)
+        history = hist.initial(2)
+        out = venc(video, None, None, prompts, history)
+        extra = [history.repeat_interleave(3, dim=0), prompts["vision"].expand(6, -1, -1), prompts["temporal"].repeat(2, 1, 1)]
+        x = venc._embed(video, extra)  # (B*T, S_f, D_v)
+        n_tp = prompts["temporal"].shape[1]
+        taps = []
+        for layer, block in enumerate(venc.blocks):
+            frame_only = block(x)  # open_clip's forward on each frame on its own
+            x = reference_block(block, x, 2, n_tp)
+            # only the temporal prompts differ from CLIP's per-frame block
+            torch.testing.assert_close(x[:, :-n_tp], frame_only[:, :-n_tp], atol=1e-5, rtol=1e-5)
+            assert (x[:, -n_tp:] - frame_only[:, -n_tp:]).abs().max() > 1e-3
+            if layer in venc.tap_layers:
+                taps.append(rearrange(x[:, 1:65], "(b t) (h w) c -> b t c h w", b=2, h=8))
+    for ours, ref in zip(out["taps"], taps):
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_stage1_bottleneck_width_and_validation(clip):
+    venc = PromptedVisionEncoder(clip, model_cfg())
+    assert venc.stage1_dim == 16  # D_v // 4
+    s1 = venc.stage1["0"]
+    assert (s1.q.weight.shape, s1.kv.weight.shape, s1.out.weight.shape) == ((16, 64), (32, 16), (64, 16))
+    assert venc.word_proj.weight.shape == (16, 64)  # D_t -> r
+    cfg = model_cfg()
+    cfg.vision.stage1_dim = 64  # full width
+    wide = PromptedVisionEncoder(clip, cfg)
+    assert wide.stage1["0"].q.weight.shape == (64, 64)
+    n = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    assert n(wide) > n(venc)
+    cfg.vision.stage1_dim = 15
+    with pytest.raises(ValueError, match=r"stage1_heads=2 must divide the stage-1 inner width \(vision.stage1_dim\) 15"):
+        PromptedVisionEncoder(clip, cfg)
+
+
+def test_stage1_rows_may_be_clips_or_frames():
+    torch.manual_seed(0)
+    s1 = Stage1CrossAttention(64, 2, 16)
+    torch.nn.init.constant_(s1.alpha, 0.5)
+    x, words = torch.randn(2, 3 * 5, 64), torch.randn(2, 4, 16)
+    keep = torch.tensor([[True, True, True, False], [True, False, False, False]])[:, None, None, :]
+    clip_rows, w_clip = s1(x, words, keep, record=True)
+    frame_rows, w_frame = s1(rearrange(x, "b (t m) c -> (b t) m c", t=3), words.repeat_interleave(3, 0),
+                             keep.repeat_interleave(3, 0), record=True)
+    torch.testing.assert_close(rearrange(frame_rows, "(b t) m c -> b (t m) c", t=3), clip_rows)
+    torch.testing.assert_close(rearrange(w_frame, "(b t) m l -> b (t m) l", t=3), w_clip)
+    assert w_clip[1, :, 1:].abs().max() == 0
 
 
 def _frames_after_first(parts, tokens, video):

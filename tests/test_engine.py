@@ -66,7 +66,7 @@ def trainable(model) -> dict[str, torch.Tensor]:
 
 
 def make_trainer(cfg: Config):
-    model, optimizer, scheduler, _ = engine._build(cfg, DistContext())
+    model, optimizer, scheduler, _ = engine.build_training(cfg, DistContext())
     return Trainer(model, ClipRunner(model), optimizer, cfg, DistContext()), scheduler
 
 
