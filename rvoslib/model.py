@@ -15,7 +15,8 @@ Read top to bottom, the data goes:
 
 Input: ``frames (B, T, 3, S, S)`` normalised with CLIP's mean/std, ``tokens (B, L_ctx)``
 from :meth:`VLPRVOS.tokenize`, optional ``history (B, N_h, D_v)``.
-Output dict: ``pred_masks (B, T, S, S)`` logits, ``aux_masks`` list of the same,
+Output dict: ``pred_masks (B, T, S, S)`` logits, ``aux_masks`` list of the same (training
+mode; empty in eval mode unless ``aux=True``),
 ``similarity (B, T, h, w)``, ``history (B, N_h, D_v)`` detached, or None without history,
 ``features (B, T, d, h, w)`` the final spatio-temporal features (two-clip history training
 re-pools them with ``model.history.pool(..., detach=False)`` so the pooling layers learn from
@@ -81,8 +82,14 @@ class VLPRVOS(nn.Module):
         return None if self.history is None else self.history.initial(batch_size)
 
     def forward(self, frames: torch.Tensor, tokens: torch.Tensor, history: Optional[torch.Tensor] = None,
-                record_attention: bool = False) -> dict:
-        """One clip per batch row; see the module docstring for the input and output dicts."""
+                record_attention: bool = False, aux: Optional[bool] = None) -> dict:
+        """One clip per batch row; see the module docstring for the input and output dicts.
+
+        ``aux``: also run the mask head on every earlier spatio-temporal layer (the auxiliary
+        masks the losses use). Default: in training mode only; in eval mode ``aux_masks`` is
+        an empty list, which saves the head's work on N_st - 1 layers (18% of a clip-b16
+        forward at S=352, T=6, measured with benchmarks/run.py).
+        """
         if frames.dim() != 5:
             raise ValueError(f"frames must be (B, T, 3, S, S), got shape {tuple(frames.shape)}")
         if tokens.dim() != 2 or tokens.shape[0] != frames.shape[0]:
@@ -98,13 +105,14 @@ class VLPRVOS(nn.Module):
         fused = self.fusion(vis["visual"], text["words"], text["word_pad"], text["sentence"], record_attention)
         st = self.reasoner(fused["video"], vis["shallow"], fused["words"], text["word_pad"], record_attention)
         out_size = frames.shape[-2:]
-        masks = [self.head(x, out_size) for x in st["layers"]]  # each (B, T, S, S)
         final = st["layers"][-1]  # (B, T, d, h, w)
+        pred = self.head(final, out_size)  # (B, T, S, S)
+        with_aux = self.training if aux is None else aux
         out = {
-            "pred_masks": masks[-1],
-            "aux_masks": masks[:-1],
+            "pred_masks": pred,
+            "aux_masks": [self.head(x, out_size) for x in st["layers"][:-1]] if with_aux else [],
             "similarity": self.similarity(final, text["sentence"]),  # (B, T, h, w)
-            "history": None if self.history is None else self.history.pool(final, masks[-1]),
+            "history": None if self.history is None else self.history.pool(final, pred),
             "features": final,
             "attn": None,
         }

@@ -23,6 +23,7 @@ def _loss(out):
 
 
 def test_output_contract(tiny_model):
+    tiny_model.train()
     tokens = tiny_model.tokenize(["the red circle moving left", "a large blue square"])
     out = tiny_model(_clip(), tokens)
     assert out["pred_masks"].shape == (2, 4, 64, 64)
@@ -34,10 +35,18 @@ def test_output_contract(tiny_model):
     assert out["features"].shape == (2, 4, tiny_model.cfg.dim, 8, 8)
     assert out["attn"] is None
     assert torch.isfinite(out["pred_masks"]).all()
+    tiny_model.eval()
+    with torch.no_grad():
+        evaluated = tiny_model(_clip(), tokens)
+        with_aux = tiny_model(_clip(), tokens, aux=True)
+    assert evaluated["aux_masks"] == []  # inference skips the auxiliary heads
+    torch.testing.assert_close(evaluated["pred_masks"], with_aux["pred_masks"])
+    assert len(with_aux["aux_masks"]) == len(out["aux_masks"])
 
 
 def test_trainable_frozen_split_and_gradients(tiny_model):
     """One backward: every trainable parameter outside history pooling gets a gradient, CLIP none."""
+    tiny_model.train()
     tiny_model.zero_grad(set_to_none=True)
     tokens = tiny_model.tokenize(["the small green triangle", "the shape moving up"])
     _loss(tiny_model(_clip(), tokens)).backward()

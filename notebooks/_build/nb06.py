@@ -78,7 +78,7 @@ batch = collate_clips([dataset[exp_index * (len(dataset) // len(record.expressio
 frames, masks, valid = (batch[k].to(rt.device) for k in ("frames", "masks", "valid"))  # (B,T,3,S,S), (B,T,S,S), (B,T)
 tokens = model.tokenize(batch["sentences"]).to(rt.device)
 with torch.no_grad():
-    out = model(frames, tokens)
+    out = model(frames, tokens, aux=True)  # eval mode skips the auxiliary heads unless asked
 print(f"{batch['meta'][0]['video_id']}: {batch['sentences'][0]!r}")
 for key in ("pred_masks", "similarity", "features"):
     print(f"  out[{key!r}]: {tuple(out[key].shape)}")
