@@ -1,0 +1,1 @@
+"""Benchmarks of rvoslib's stages, measured side by side; run ``python -m benchmarks.run``."""

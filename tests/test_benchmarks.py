@@ -1,0 +1,45 @@
+"""benchmarks/run.py: the smoke configuration runs end to end and writes its JSON (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+SECTIONS = ("adaptation", "cube", "train", "inference", "data")
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--repeats", "1", "--no-gpu",
+                           "--threads", "1", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["quick"] and set(results["sections"]) == set(SECTIONS)
+    assert results["machine"]["threads"] == 1 and results["machine"]["torch"]
+    # the printed table is the JSON's table, one row per line
+    assert "| § | measurement |" in proc.stdout
+    assert len(results["table"]) == sum(line.startswith("| ") for line in proc.stdout.splitlines()) - 1
+    adaptation = results["sections"]["adaptation"]
+    assert adaptation["model_over_encode_image"]["median"] > 0
+    assert abs(sum(s["share"] for s in adaptation["stages"].values()) - 1) < 1e-6
+    cube = results["sections"]["cube"]["per_frames"]["4"]
+    assert {"full/default", "cube-frame/default", "frame/default"} <= set(cube["peak_memory"])
+    assert all("peak_mib" in m for m in cube["peak_memory"].values()), cube["peak_memory"]
+    assert cube["kernels"]["full/math"] == "math"  # the forced backend really ran
+    train = results["sections"]["train"]
+    assert train["gradients_identical"] and train["frozen_params_with_grad"] == 0
+    assert all("peak_mib" in m for m in train["peak_memory"].values()), train["peak_memory"]
+    assert results["sections"]["inference"]["tiny"]["fps_model"] > 0
+    assert all(v["clips_per_s"] > 0 for v in results["sections"]["data"]["loading"].values())
+
+
+def test_bad_section_is_rejected():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sections", "adaptation,bogus"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown sections ['bogus']" in proc.stderr
