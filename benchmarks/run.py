@@ -55,6 +55,7 @@ import contextlib
 import ctypes
 import dataclasses
 import gc
+import inspect
 import json
 import logging
 import os
@@ -503,11 +504,11 @@ def profile_stages(model, video, tokens, device: torch.device) -> dict:
     else:
         split = {"vision encoder": vision}
     head = parts.pop("head")
+    heads = ({"mask head": head} if head_calls <= 1 else
+             {"mask head, final": head / head_calls, f"mask head, {head_calls - 1} auxiliary": head - head / head_calls})
     stages = {"prompt generator": parts.pop("prompts"), "text encoder": parts.pop("text"), **split,
               "fusion (stage 2)": parts.pop("fusion"), "spatio-temporal reasoner": parts.pop("reasoner"),
-              "mask head, final": head / max(head_calls, 1),
-              f"mask head, {max(head_calls - 1, 0)} auxiliary": head - head / max(head_calls, 1),
-              "pixel-text similarity": parts.pop("similarity")}
+              **heads, "pixel-text similarity": parts.pop("similarity")}
     stages["other (wiring, history pooling)"] = total - sum(stages.values())
     return {"total_s": total, "stages_s": stages, "head_calls": head_calls}
 
@@ -530,14 +531,14 @@ def section_adaptation(s: dict, device: torch.device, threads: int) -> tuple[dic
 
         cases = {"encode_image": lambda: clip.encode_image(flat), "model": lambda: model(video, tokens),
                  "vision": vision_call(model), "vision_full_width_stage1": vision_call(wide)}
+        if "aux" in inspect.signature(model.forward).parameters:  # eval mode skips the auxiliary heads
+            cases["model_with_aux_heads"] = lambda: model(video, tokens, aux=True)
         times = interleave(cases, s["repeats"], device)
     bare = times["encode_image"]
     profile = profile_stages(model, video, tokens, device)
     model_s = statistics.median(times["model"])
     stages = {name: {"share": sec / profile["total_s"], "x_encode_image": sec / profile["total_s"] * model_s
                      / statistics.median(bare)} for name, sec in profile["stages_s"].items()}
-    aux_key = next(k for k in stages if k.endswith("auxiliary"))
-    without_aux = [m * (1 - stages[aux_key]["share"]) for m in times["model"]]
     counts, wide_counts = model.parameter_counts(), wide.parameter_counts()
     result = {
         "config": {**s, "device": str(device), "stage1_dim": model.vision.stage1_dim, "vision_width": width},
@@ -545,7 +546,8 @@ def section_adaptation(s: dict, device: torch.device, threads: int) -> tuple[dic
         "model_over_encode_image": ratio(times["model"], bare),
         "vision_over_encode_image": ratio(times["vision"], bare),
         "vision_full_width_stage1_over_encode_image": ratio(times["vision_full_width_stage1"], bare),
-        "model_without_aux_heads_over_encode_image_derived": ratio(without_aux, bare),
+        "model_with_aux_heads_over_encode_image": (ratio(times["model_with_aux_heads"], bare)
+                                                   if "model_with_aux_heads" in times else None),
         "stages": stages,
         "profile": profile,
         "trainable_parameters": {"stage1_dim_default": counts["trainable"],
@@ -562,9 +564,11 @@ def section_adaptation(s: dict, device: torch.device, threads: int) -> tuple[dic
         ("1", "vision encoder alone / encode_image", fmt_ratio(result["vision_over_encode_image"]), "", ""),
         ("1", f"vision encoder, full-width stage 1 (stage1_dim={width}) / encode_image",
          fmt_ratio(result["vision_full_width_stage1_over_encode_image"]), "", ""),
-        ("1", f"full forward without the {profile['head_calls'] - 1} auxiliary heads / encode_image (derived)",
-         fmt_ratio(result["model_without_aux_heads_over_encode_image_derived"]), "", ""),
     ]
+    if result["model_with_aux_heads_over_encode_image"] is not None:
+        layers = model.cfg.spatiotemporal.layers
+        rows.append(("1", f"full forward with the {layers - 1} auxiliary mask heads (aux=True, as in training) "
+                     "/ encode_image", fmt_ratio(result["model_with_aux_heads_over_encode_image"]), "", ""))
     for name, share in stages.items():
         rows.append(("1", f"  share of the forward: {name}",
                      f"{100 * share['share']:.1f}% ({share['x_encode_image']:.3f}x encode_image)", "", ""))
