@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.run             # full run: about 12 min on 2 CPU cores
+    .venv/bin/python -m benchmarks.run             # full run: about 10 min on 2 CPU cores
     .venv/bin/python -m benchmarks.run --quick     # smoke configuration: under a minute
     .venv/bin/python benchmarks/run.py --sections adaptation,cube --threads 2 --out /tmp/bench.json
 
@@ -447,8 +447,8 @@ def peak_memory(case: str, params: dict, threads: int, device: torch.device, war
 TOP_STAGES = ("prompts", "text", "vision", "fusion", "reasoner", "head", "similarity")
 
 
-def profile_stages(model, video, tokens, device: torch.device) -> dict:
-    """Seconds spent in each stage of one forward, from torch.profiler ranges.
+def profile_stages(model, video, tokens, device: torch.device, runs: int = 2) -> dict:
+    """Seconds spent in each stage of ``runs`` forwards (summed), from torch.profiler ranges.
 
     Top-level modules get ranges through forward hooks (which synchronise on CUDA); inside the
     vision encoder, the library's own ranges (``rvoslib.vision.stage1``,
@@ -479,9 +479,10 @@ def profile_stages(model, video, tokens, device: torch.device) -> dict:
     try:
         with quiet_stderr(), torch.inference_mode(), autocast(device), \
                 profile(activities=[ProfilerActivity.CPU]) as prof:
-            with record_function("bench.model"):
-                model(video, tokens)
-                sync(device)
+            for _ in range(runs):
+                with record_function("bench.model"):
+                    model(video, tokens)
+                    sync(device)
     finally:
         for handle in handles:
             handle.remove()
@@ -493,7 +494,7 @@ def profile_stages(model, video, tokens, device: torch.device) -> dict:
 
     total = seconds("bench.model")[0]
     parts = {name: seconds(f"bench.{name}")[0] for name in TOP_STAGES}
-    head_s, head_calls = seconds("bench.head")
+    head_calls = seconds("bench.head")[1] // runs  # mask-head calls per forward
     vision = parts.pop("vision")
     split = {}
     if device.type == "cpu":
@@ -510,7 +511,7 @@ def profile_stages(model, video, tokens, device: torch.device) -> dict:
               "fusion (stage 2)": parts.pop("fusion"), "spatio-temporal reasoner": parts.pop("reasoner"),
               **heads, "pixel-text similarity": parts.pop("similarity")}
     stages["other (wiring, history pooling)"] = total - sum(stages.values())
-    return {"total_s": total, "stages_s": stages, "head_calls": head_calls}
+    return {"total_s": total, "stages_s": stages, "head_calls": head_calls, "runs": runs}
 
 
 def section_adaptation(s: dict, device: torch.device, threads: int) -> tuple[dict, list]:
@@ -764,7 +765,7 @@ def section_train(s: dict, device: torch.device, threads: int) -> tuple[dict, li
         ("3", "training step peak memory (MiB), off / on",
          " / ".join(f"{memory[k].get('peak_mib', float('nan')):.0f}" for k in ("off", "on")), "", ""),
         ("3", "peak memory cut by checkpointing",
-         "n/a" if reduction is None else f"{100 * reduction:.0f}%", ">= 40%",
+         "n/a" if reduction is None else f"{100 * reduction:.1f}%", ">= 40%",
          "n/a" if reduction is None else ("yes" if reduction >= 0.40 else "no")),
         ("3", "gradients with / without checkpointing",
          "identical" if identical else f"max |diff| {max_diff:.2e}", "identical", "yes" if identical else "no"),
