@@ -64,7 +64,7 @@ from rvoslib.distributed import (
     wrap_ddp,
 )
 from rvoslib.losses import compute_losses
-from rvoslib.runtime import find_sample, seed_everything
+from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample, seed_everything, use_shipped_tiny_clip
 from rvoslib.schedule import build_optimizer, build_scheduler, current_lrs
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,6 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 # config keys that may change on resume without breaking exactness
 RESUME_SILENT_KEYS = ("train.out_dir", "train.eval_every", "train.ckpt_every", "train.log_every",
                       "data.num_workers", "model.backbone.cache_dir")
-TINY_CLIP_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-shapes.pt"  # shipped tiny pretrained CLIP
 
 
 class NonFiniteLossError(RuntimeError):
@@ -866,10 +865,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise FileNotFoundError(f"--config {str(args.config)!r} does not exist")
         cfg = Config.from_dict(json.loads(args.config.read_text(encoding="utf-8")))
     else:
-        cfg = get_preset(args.preset)
-        if args.preset == "tiny" and cfg.model.backbone.pretrained is None:
-            shipped = find_sample(TINY_CLIP_CHECKPOINT)
-            cfg.model.backbone.pretrained = str(shipped) if shipped.is_file() else None
+        cfg = use_shipped_tiny_clip(get_preset(args.preset))
     if args.data is not None:
         cfg.data.root = args.data
     elif args.config is None:

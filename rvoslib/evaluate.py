@@ -46,7 +46,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvoslib.data.formats import read_a2d_sentences, read_mevis, read_ref_davis17, read_ref_youtube_vos
+from rvoslib.data.formats import (FORMAT_ALIASES, canonical_format, read_a2d_sentences, read_mevis,
+                                  read_ref_davis17, read_ref_youtube_vos)
 from rvoslib.data.records import Expression, VideoRecord
 from rvoslib.inference import (
     add_inference_options,
@@ -65,13 +66,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 # every name a user (or DataConfig.format) may use -> the reader's name
-FORMAT_ALIASES = {
-    "ytvos": "ref-youtube-vos", "ref-youtube-vos": "ref-youtube-vos", "refytvos": "ref-youtube-vos",
-    "synthetic": "ref-youtube-vos",
-    "mevis": "mevis",
-    "davis": "ref-davis17", "ref-davis17": "ref-davis17", "refdavis": "ref-davis17",
-    "a2d": "a2d-sentences", "a2d-sentences": "a2d-sentences",
-}
 
 
 # --------------------------------------------------------------------------- predictions
@@ -442,14 +436,6 @@ def write_ytvos_submission(predictions: Iterable[VideoPrediction], out_dir: Path
 
 
 # --------------------------------------------------------------------------- datasets
-
-
-def canonical_format(name: str) -> str:
-    """A dataset format name or alias -> the reader's name (see ``FORMAT_ALIASES``)."""
-    key = str(name).strip().lower()
-    if key not in FORMAT_ALIASES:
-        raise ValueError(f"unknown dataset format {name!r}; expected one of {sorted(FORMAT_ALIASES)}")
-    return FORMAT_ALIASES[key]
 
 
 def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoRecord]:

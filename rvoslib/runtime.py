@@ -20,6 +20,7 @@ import torch
 log = logging.getLogger(__name__)
 
 MODES = ("fast", "full", "auto")
+TINY_CLIP_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-shapes.pt"  # the shipped tiny pretrained CLIP
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,26 @@ def setup(seed: int = 0, mode: str | None = None, device: str | None = None) -> 
     rt = Runtime(mode=mode, device=chosen, seed=seed)
     log.info("rvoslib runtime: mode=%s device=%s seed=%d", rt.mode, rt.device, rt.seed)
     return rt
+
+
+def use_shipped_tiny_clip(cfg):
+    """Point a tiny-preset config at the shipped tiny pretrained CLIP when it is present.
+
+    Only a config with ``model_name="rvos-tiny"`` and no CLIP weights chosen is changed.
+    Returns ``cfg`` (changed in place) for chaining.
+    """
+    backbone = cfg.model.backbone
+    if backbone.model_name == "rvos-tiny" and backbone.pretrained is None:
+        shipped = find_sample(TINY_CLIP_CHECKPOINT)
+        backbone.pretrained = str(shipped) if shipped.is_file() else None
+    return cfg
+
+
+def notebook_config(rt: Runtime):
+    """The notebooks' config: tiny preset with the shipped tiny CLIP in fast mode, clip-b16 in full mode."""
+    from rvoslib.config import get_preset
+
+    cfg = use_shipped_tiny_clip(get_preset("tiny" if rt.fast else "clip-b16"))
+    log.info("notebook config: %s, CLIP weights %s", cfg.model.backbone.model_name,
+             cfg.model.backbone.pretrained or "random (shipped tiny CLIP not found)")
+    return cfg

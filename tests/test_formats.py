@@ -350,6 +350,13 @@ def test_a2d_errors(tiny_a2d):
         read_a2d_sentences(tiny_a2d)
 
 
+def test_format_aliases_read_the_same_records(samples):
+    root = samples / "synthetic" / "valid"
+    ids = [r.video_id for r in read_dataset("ref-youtube-vos", root)]
+    assert ids and [r.video_id for r in read_dataset("ytvos", root)] == ids
+    assert [r.video_id for r in read_dataset("Synthetic", root)] == ids
+
+
 def test_unknown_format_name(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset format 'coco'"):
         read_dataset("coco", tmp_path)

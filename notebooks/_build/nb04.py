@@ -47,23 +47,15 @@ nb.code(setup_cell(r"""
 
     from rvoslib import viz
     from rvoslib.backbone import get_tokenizer
-    from rvoslib.config import get_preset
+    from rvoslib.runtime import notebook_config
     from rvoslib.data import RVOSDataset, collate_clips, read_ref_davis17, read_ref_youtube_vos
     from rvoslib.data.transforms import denormalize
     from rvoslib.model import build_model
     from rvoslib.vision_encoder import PromptedVisionEncoder
 
-    cfg = get_preset("tiny" if rt.fast else "clip-b16")
-    TINY_CLIP = ROOT / "data_samples/tiny_clip/rvos-tiny-shapes.pt"
-    if rt.fast:
-        if TINY_CLIP.is_file():
-            cfg.model.backbone.pretrained = str(TINY_CLIP)
-            print("CLIP weights: the shipped tiny vision-language-pretrained checkpoint", TINY_CLIP.name)
-        else:
-            print(f"note: {TINY_CLIP.relative_to(ROOT)} not found; using random CLIP weights "
-                  "(the mechanics below are the same, the maps are less structured)")
-    else:
-        print("CLIP weights: open_clip", cfg.model.backbone.model_name, cfg.model.backbone.pretrained)
+    cfg = notebook_config(rt)  # fast: tiny preset + the shipped tiny pretrained CLIP; full: clip-b16 (OpenAI)
+    print("CLIP:", cfg.model.backbone.model_name, "| weights:",
+          cfg.model.backbone.pretrained or "random (the shipped tiny CLIP was not found)")
 """))
 
 nb.md(r"""
@@ -117,8 +109,8 @@ nb.md(r"""
 ## 1. Stage 1: word attention inside the frozen encoder
 
 In every ViT block, after CLIP's frozen self-attention, the frame's CLS and patch tokens attend to
-the words (projected from the text width D_t to the vision width D_v), and the result is added
-through a learnable gate:
+the words through a narrow adapter (queries D_v -> r, words D_t -> r with r = `vision.stage1_dim`,
+D_v / 4 by default, output r -> D_v), and the result is added through a learnable gate:
 
 `x = x + tanh(alpha_l) * CrossAttn(LN(x) -> words)`,  with `alpha_l = 0` at initialisation.
 
@@ -136,7 +128,7 @@ with torch.no_grad():
     text = model.text(tokens, prompts["language"])  # words (B, L, D_t), word_pad (B, L), sentence (B, D_t)
     block0 = model.vision.stage1["0"]
     visual = torch.randn(len(sentences), T * (1 + N), model.vision.vision_width, device=rt.device)  # any tokens
-    words_v = model.vision.word_proj(text["words"])  # (B, L, D_v)
+    words_v = model.vision.word_proj(text["words"])  # (B, L, r): words projected to the stage-1 inner width r = vision.stage1_dim
     update, _ = block0(visual, words_v, (~text["word_pad"])[:, None, None, :])
 print("stage-1 update of block 0 on random tokens: max |update| =", update.abs().max().item())
 """)

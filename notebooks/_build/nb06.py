@@ -43,23 +43,16 @@ nb.code(setup_cell(r"""
     from tqdm.auto import tqdm
 
     from rvoslib import viz
-    from rvoslib.config import get_preset
+    from rvoslib.runtime import notebook_config
     from rvoslib.data import RVOSDataset, collate_clips, read_ref_davis17, read_ref_youtube_vos
     from rvoslib.data.transforms import denormalize
     from rvoslib.head import num_upsamplings
     from rvoslib.losses import compute_losses, dice_loss, sigmoid_bce, similarity_target
     from rvoslib.model import build_model
 
-    cfg = get_preset("tiny" if rt.fast else "clip-b16")
-    TINY_CLIP = ROOT / "data_samples/tiny_clip/rvos-tiny-shapes.pt"
-    if rt.fast:
-        if TINY_CLIP.is_file():
-            cfg.model.backbone.pretrained = str(TINY_CLIP)
-            print("CLIP weights: the shipped tiny vision-language-pretrained checkpoint", TINY_CLIP.name)
-        else:
-            print(f"note: {TINY_CLIP.relative_to(ROOT)} not found; using random CLIP weights")
-    else:
-        print("CLIP weights: open_clip", cfg.model.backbone.model_name, cfg.model.backbone.pretrained)
+    cfg = notebook_config(rt)  # fast: tiny preset + the shipped tiny pretrained CLIP; full: clip-b16 (OpenAI)
+    print("CLIP:", cfg.model.backbone.model_name, "| weights:",
+          cfg.model.backbone.pretrained or "random (the shipped tiny CLIP was not found)")
 """))
 
 nb.code(r"""

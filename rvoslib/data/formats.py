@@ -741,18 +741,31 @@ def _a2d_record(
 
 READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "ref-youtube-vos": read_ref_youtube_vos,
-    "synthetic": read_ref_youtube_vos,
     "mevis": read_mevis,
     "ref-davis17": read_ref_davis17,
     "a2d-sentences": read_a2d_sentences,
 }
 
+FORMAT_ALIASES = {  # every accepted name -> its reader in READERS
+    "ytvos": "ref-youtube-vos", "ref-youtube-vos": "ref-youtube-vos", "refytvos": "ref-youtube-vos",
+    "synthetic": "ref-youtube-vos",
+    "mevis": "mevis",
+    "davis": "ref-davis17", "ref-davis17": "ref-davis17", "refdavis": "ref-davis17",
+    "a2d": "a2d-sentences", "a2d-sentences": "a2d-sentences",
+}
+
+
+def canonical_format(name: str) -> str:
+    """A dataset format name or alias -> the reader's name (see ``FORMAT_ALIASES``)."""
+    key = str(name).strip().lower()
+    if key not in FORMAT_ALIASES:
+        raise ValueError(f"unknown dataset format {name!r}; expected one of {sorted(FORMAT_ALIASES)}")
+    return FORMAT_ALIASES[key]
+
 
 def read_dataset(name: str, root: PathLike, **kwargs: Any) -> list[VideoRecord]:
-    """Read a dataset by format name (one of ``READERS``); kwargs go to the reader."""
-    if name not in READERS:
-        raise ValueError(f"unknown dataset format {name!r}; expected one of {sorted(READERS)}")
-    return READERS[name](root, **kwargs)
+    """Read a dataset by format name or alias (see ``FORMAT_ALIASES``); kwargs go to the reader."""
+    return READERS[canonical_format(name)](root, **kwargs)
 
 
 def check_masks(record: VideoRecord) -> None:

@@ -1,0 +1,43 @@
+"""runtime: modes, seeding, sample paths and the notebooks' config."""
+
+import os
+
+import pytest
+import torch
+
+from rvoslib.config import get_preset
+from rvoslib.runtime import (TINY_CLIP_CHECKPOINT, find_sample, notebook_config, repo_root, resolve_mode, setup,
+                             use_shipped_tiny_clip)
+
+
+def test_modes_and_seeding(monkeypatch):
+    monkeypatch.setenv("RVOSLIB_MODE", "fast")
+    rt = setup(seed=3)
+    assert rt.fast and rt.device == torch.device("cpu")
+    first = torch.rand(2)
+    setup(seed=3)
+    assert torch.equal(first, torch.rand(2))
+    assert resolve_mode("auto") == ("full" if torch.cuda.is_available() else "fast")
+    with pytest.raises(ValueError, match="RVOSLIB_MODE"):
+        resolve_mode("turbo")
+
+
+def test_find_sample_resolves_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    found = find_sample(TINY_CLIP_CHECKPOINT)
+    assert found == repo_root() / TINY_CLIP_CHECKPOINT and found.is_file()
+    assert find_sample("no/such/file.pt") == type(found)("no/such/file.pt")
+    assert os.path.isabs(find_sample(str(found)))
+
+
+def test_shipped_tiny_clip_only_for_tiny_without_weights(monkeypatch):
+    monkeypatch.setenv("RVOSLIB_MODE", "fast")
+    cfg = notebook_config(setup())
+    assert cfg.model.backbone.model_name == "rvos-tiny"
+    # relative when run from the repository root (portable in saved configs), else absolute
+    assert find_sample(cfg.model.backbone.pretrained).resolve() == (repo_root() / TINY_CLIP_CHECKPOINT).resolve()
+    b16 = use_shipped_tiny_clip(get_preset("clip-b16"))
+    assert b16.model.backbone.pretrained == "openai"  # other presets are left alone
+    chosen = get_preset("tiny")
+    chosen.model.backbone.pretrained = "my.pt"
+    assert use_shipped_tiny_clip(chosen).model.backbone.pretrained == "my.pt"
