@@ -262,9 +262,11 @@ class ClipRunner(nn.Module):
             outputs.append(self.model(next_frames, tokens, history=self._pool(first["features"], first["pred_masks"])))
         return outputs
 
-    def _pool(self, features: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
+    def _pool(self, features: torch.Tensor, pred_masks: torch.Tensor) -> Optional[torch.Tensor]:
+        """History tokens ``(B, N_h, D_v)`` pooled from a clip's outputs; None for a model without history
+        (two-clip training then trains clip B on its own, the same data and updates without history)."""
         if self.model.history is None:
-            raise ValueError("two-clip history training needs model.prompts.use_history=True")
+            return None
         return self.model.history.pool(features, pred_masks, detach=False)  # (B, N_h, D_v)
 
 
@@ -297,6 +299,10 @@ class Trainer:
     - ``"two-step"``: an optimizer step on clip A, then B's history is pooled from A's
       (detached) outputs with the *updated* pooling layers, and a second optimizer step on
       clip B. The schedule advances once per training step (both use the same lr).
+
+    With ``model.prompts.use_history=False`` the two-clip modes still train on clips A and B
+    (same data, same number of optimizer steps), B simply without history: the fair
+    "no history" ablation of a run that trains with history.
 
     Args:
         model: the ``VLPRVOS`` (unwrapped).
@@ -575,8 +581,6 @@ def _check_config(cfg: Config) -> None:
     t = cfg.train
     if t.history_training not in HISTORY_MODES:
         raise ValueError(f"train.history_training={t.history_training!r} is not one of {HISTORY_MODES}")
-    if t.history_training != "off" and not cfg.model.prompts.use_history:
-        raise ValueError("train.history_training needs model.prompts.use_history=True")
     amp_dtype(t.amp, torch.device("cpu"))
     for name in ("steps", "batch_size", "grad_accum"):
         if getattr(t, name) < 1:

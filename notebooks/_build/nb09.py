@@ -17,27 +17,31 @@ tiny preset and the synthetic shapes:
 * **temporal prompts vs none**: do the temporal prompts (notebook 03) help, above all for
   **motion** expressions, whose referent cannot be found from one frame?
 
-This notebook
+* **cube-frame vs full or frame-only attention**: does the cheap cube-frame attention (notebook 05)
+  reason over space and time as well as full attention, and better than attention within frames?
+* **stage 1** (VL cross-attention inside the ViT, notebook 04) and the **history tokens**: do they
+  add anything beyond the later stages?
+
+The full study is a script, `python -m benchmarks.ablations` (about 45 min on 2 CPU cores): seven
+variants x 3 seeds x 800 training steps each, validated on a *hard* synthetic split where look-alike
+objects differ only in their motion. It writes `benchmarks/ablations.json` and the table in the
+README. This notebook
 
 1. shows how a variant is just a config override (`rvoslib.config.apply_overrides`, the same as
    `rvoslib train --set key=value`);
-2. if the full study's results file `benchmarks/ablations.json` exists, plots it; otherwise runs a
-   **reduced** study live: 3 variants x 1 seed x 120 training steps;
-3. plots J&F per variant, overall and per kind of expression, and the training losses.
+2. reads and plots the study's `benchmarks/ablations.json`, with its verdict on each claim;
+   when the file is missing it runs a **reduced** study live instead (3 variants x 1 seed x 120
+   steps on the small bundled validation set: a demonstration of the method, far too small to
+   conclude anything);
+3. plots J&F per variant, overall and per kind of expression.
 
-**Be warned:** the reduced live run is far too small to conclude anything. One seed, 120 steps
-and 29 validation expressions give differences that are within run-to-run noise; it shows how the
-study is done, not its result. The full study (several seeds, longer training, a larger and harder
-validation set with look-alike objects) is meant to live in `benchmarks/ablations.py`, writing
-`benchmarks/ablations.json`, which this notebook then plots instead.
+**Needs:** CPU; `benchmarks/ablations.json` (committed), or the bundled synthetic set and the
+shipped tiny pretrained CLIP for the live run. Full mode (`RVOSLIB_MODE=full`) runs the live
+study with 600 steps and 3 seeds per variant instead of reading the file; it was not run where
+this notebook was written.
 
-**Needs:** CPU; the bundled synthetic set and the shipped tiny pretrained CLIP. Full mode
-(`RVOSLIB_MODE=full`) runs the same live study with the tiny preset's 600 steps and 3 seeds per
-variant on the device that `setup` picks (a GPU when there is one); it was not run where this
-notebook was written.
-
-**Time:** about 60-90 s in fast mode on a laptop CPU (three short trainings); a few seconds when
-`benchmarks/ablations.json` exists.
+**Time:** a few seconds with `benchmarks/ablations.json`; about 60-90 s on a laptop CPU for the
+reduced live run.
 """)
 
 nb.code(setup_cell(r"""
@@ -58,7 +62,7 @@ nb.code(setup_cell(r"""
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
     DATA = ROOT / "data_samples"
     TINY_CLIP = DATA / "tiny_clip/rvos-tiny-shapes.pt"
-    ABLATIONS_JSON = ROOT / "benchmarks/ablations.json"  # the full study's results, when it has been run
+    ABLATIONS_JSON = ROOT / "benchmarks/ablations.json"  # the full study's results (python -m benchmarks.ablations)
     WORK = tempfile.TemporaryDirectory(prefix="rvoslib-nb09-")  # run folders; removed by the last cell
     KINDS = ("appearance", "motion", "relation")
 """))
@@ -76,10 +80,13 @@ CLIP; each variant changes one field:
 | full model | (none) | the reference |
 | random-init CLIP | `model.backbone.pretrained=None` | what does vision-language pretraining bring? |
 | no temporal prompts | `model.prompts.use_temporal=False` | do the temporal prompts (and temporal capture) help? |
+| frame-only attention | `model.spatiotemporal.attention=frame` | does the reasoner need to look across frames? |
+| full attention | `model.spatiotemporal.attention=full` | is cube-frame attention as good as attending to everything? |
+| no stage-1 | `model.vision.stage1=False` | does VL cross-attention inside the ViT help? |
+| no history | `model.prompts.use_history=False` | do the history tokens from the previous clip help? |
 
-Other fields worth ablating the same way: `model.spatiotemporal.attention=full` (cube-frame vs full
-attention, notebook 05), `model.vision.stage1=False` (no VL cross-attention inside the ViT),
-`model.prompts.use_history=False`, `model.spatiotemporal.decoder=False`.
+The cell below builds the first three (the ones the reduced live run trains); the study script,
+`benchmarks/ablations.py`, holds all seven in its `VARIANTS` dictionary.
 """)
 
 nb.code(r"""
@@ -111,7 +118,7 @@ nb.md(r"""
 The results are kept as `{variant: {metric: [one value per seed]}}`, with the metrics of the
 validation split (`J&F`, `J`, `F`, `J&F/appearance`, `J&F/motion`, `J&F/relation`). The full
 study's `benchmarks/ablations.json` is read when it exists and has that shape under a `"variants"`
-key; otherwise (as when this notebook was written) the reduced study runs here: each variant trains
+key (in fast mode; full mode always trains); otherwise the reduced study runs here: each variant trains
 for `STEPS` steps per seed with `rvoslib.engine.train` into a temporary run folder and is validated
 at the end on `data_samples/synthetic/valid`.
 """)
@@ -131,8 +138,9 @@ def read_study(path):
         return None
 
 
-study = read_study(ABLATIONS_JSON)
-source = f"{ABLATIONS_JSON.relative_to(ROOT)}" if study else f"live reduced run: {len(SEEDS)} seed(s) x {STEPS} steps"
+study = read_study(ABLATIONS_JSON) if rt.fast else None
+from_file = study is not None
+source = str(ABLATIONS_JSON.relative_to(ROOT)) if from_file else f"live reduced run: {len(SEEDS)} seed(s) x {STEPS} steps"
 runs = {}  # variant -> list of (seed, run folder) of the live run
 if study is None:
     study = {}
@@ -156,17 +164,17 @@ for name, metrics in study.items():
     cells = []
     for m in metric_names:
         values = metrics.get(m, [])
-        spread = f" ± {np.std(values):.3f}" if len(values) > 1 else ""
+        spread = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
         cells.append(f"{np.mean(values):.3f}{spread}" if values else "n/a")
     rows.append(f"| {name} | " + " | ".join(cells) + " |")
-display(Markdown(f"**J&F on the validation split** ({source}; mean ± std over seeds)\n\n" + "\n".join(rows)))
+display(Markdown(f"**J&F on the validation split** ({source}; mean ± sample std over seeds)\n\n" + "\n".join(rows)))
 
 fig, ax = plt.subplots(figsize=(10, 3.6))
 plt.close(fig)
 width = 0.8 / len(study)
 for i, (name, metrics) in enumerate(study.items()):
     means = [np.mean(metrics[m]) if metrics.get(m) else np.nan for m in metric_names]
-    errors = [np.std(metrics[m]) if len(metrics.get(m, [])) > 1 else 0 for m in metric_names]
+    errors = [np.std(metrics[m], ddof=1) if len(metrics.get(m, [])) > 1 else 0 for m in metric_names]
     x = np.arange(len(metric_names)) + (i - (len(study) - 1) / 2) * width
     ax.bar(x, means, width, yerr=errors, label=name, capsize=3)
     for seed_values, xi in zip([metrics.get(m, []) for m in metric_names], x):
@@ -177,6 +185,27 @@ ax.set(ylabel="validation J&F", ylim=(0, min(1.0, 1.3 * top)), title=f"ablations
 ax.legend(fontsize=8)
 ax.grid(axis="y", alpha=0.3)
 fig
+""")
+
+nb.md(r"""
+### The verdicts
+
+Each of the paper's claims becomes a comparison of two variants on one metric. The study calls a
+difference *clear* when it exceeds twice its standard error over seeds,
+$\sqrt{s_1^2/n_1 + s_2^2/n_2}$ (sample standard deviations $s$, $n$ seeds each): "supported" is a
+clear difference in the claimed direction, "not supported" a difference within that noise,
+"contradicted" a clear difference the other way. For "as good as" (cube-frame vs full attention),
+not being clearly worse supports the claim. The verdicts come from the study's file; the live run
+has one seed, hence no verdict.
+""")
+
+nb.code(r"""
+verdicts = json.loads(ABLATIONS_JSON.read_text()).get("verdicts", []) if from_file else []
+lines = ["| claim | comparison | metric | difference ± s.e. | verdict |", "|---|---|---|---|---|"]
+for v in verdicts:
+    lines.append(f"| ({v['claim']}) {v['text']} | {v['better']} vs {v['worse']} | {v['metric']} | "
+                 f"{v['delta']:+.3f} ± {v['se']:.3f} | **{v['verdict']}** |")
+display(Markdown("\n".join(lines) if verdicts else "(live reduced run: one seed, no verdicts)"))
 """)
 
 nb.md(r"""
@@ -223,6 +252,12 @@ for name in VARIANTS:
     assert len(values) >= 1 and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values), (name, values)
     for kind in KINDS:  # the synthetic validation split has expressions of every kind
         assert all(0.0 <= v <= 1.0 for v in study[name].get(f"J&F/{kind}", [])), (name, kind)
+if from_file:  # the study: >= 3 seeds per variant, and each verdict's difference is that of the means above
+    assert all(len(metrics["J&F"]) >= 3 for metrics in study.values())
+    assert verdicts
+    for v in verdicts:
+        delta = np.mean(study[v["better"]][v["metric"]]) - np.mean(study[v["worse"]][v["metric"]])
+        assert abs(delta - v["delta"]) < 1e-9, v
 if runs:  # the live run trained every variant for the planned number of steps, for every seed
     for name, folders in runs.items():
         assert len(folders) == len(SEEDS)

@@ -1,0 +1,496 @@
+"""Toy-scale ablation study of VLP-RVOS on the synthetic shapes (issue 7).
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.ablations            # the study: about 45 min on 2 CPU cores
+    .venv/bin/python -m benchmarks.ablations --quick    # smoke configuration: about a minute
+
+It trains the tiny preset under seven variants (``VARIANTS``: the full model and one change
+each), every variant with the same step budget and the same seeds, validates each run once at
+its last step on a *hard* synthetic validation split, and writes
+
+* ``benchmarks/ablations.json`` (``--out``): the settings, the machine, every run, and per
+  variant ``{metric: [one value per seed]}`` under ``"variants"`` (the shape notebook 09 reads),
+  plus mean / standard deviation per metric and the verdict on each of the paper's claims;
+* ``benchmarks/ablations.md`` (``--markdown``): the table and the verdicts, as in the README;
+* ``benchmarks/ablations.png`` (``--figure``): J&F per variant and kind of expression, per seed.
+
+``--report-only`` rewrites the last two from the JSON without training anything.
+
+Design of the study:
+
+* data: ``--train-videos`` synthetic training videos (the generator's default mix: half of the
+  videos hold look-alike "twins") and ``--val-videos`` *hard* validation videos
+  (``hard=True``: every video has twins that share size, colour and shape and differ only in
+  their motion), so most validation expressions can only be resolved over time. Both are
+  generated once into ``--work`` and reused.
+* training: the tiny preset from the shipped tiny pretrained CLIP, two-step history training
+  (clip A then clip B with history from A, one optimizer step each: the history tokens are
+  trained, so removing them is a fair ablation), ``--steps`` steps; no variant is tuned.
+* evaluation: J&F on the validation split after the last step (no best-checkpoint picking),
+  overall and per kind of expression (appearance, motion, relation).
+* runs: ``--workers`` processes (default 2) with ``--threads`` torch threads each (default 1);
+  each finished run writes ``result.json`` in its run folder, and a run whose result exists
+  with the same settings is not trained again, so an interrupted study resumes where it stopped.
+* verdicts: a claim compares two variants on one metric; the difference of the means is
+  "clear" when it exceeds twice its standard error over seeds (sqrt(s1^2/n1 + s2^2/n2)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import dataclasses
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("benchmarks.ablations")
+
+# name -> (config overrides, what the variant asks)
+VARIANTS: dict[str, tuple[list[str], str]] = {
+    "full model": ([], "the reference: shipped tiny pretrained CLIP, every component on"),
+    "random-init CLIP": (["model.backbone.pretrained=None"],
+                         "same frozen tiny CLIP architecture with random weights"),
+    "no temporal prompts": (["model.prompts.use_temporal=False"],
+                            "no temporal prompts and no temporal capture in the vision encoder"),
+    "frame-only attention": (["model.spatiotemporal.attention=frame"],
+                             "spatio-temporal layers attend within each frame only"),
+    "full attention": (["model.spatiotemporal.attention=full"],
+                       "spatio-temporal layers attend over all T x h x w tokens"),
+    "no stage-1": (["model.vision.stage1=False"], "no VL cross-attention inside the vision encoder"),
+    "no history": (["model.prompts.use_history=False"], "no history tokens from the previous clip"),
+}
+
+METRICS = ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation", "J", "F")
+KINDS = ("appearance", "motion", "relation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims as a comparison: ``better`` should beat ``worse`` on ``metric``.
+
+    With ``equivalent=True`` the claim is that ``better`` is *not worse* than ``worse`` (cube-frame
+    attention "as good as" full attention), so a difference within noise supports it.
+    """
+
+    key: str
+    text: str
+    better: str
+    worse: str
+    metric: str
+    equivalent: bool = False
+
+
+CLAIMS = (
+    Claim("a", "vision-language pretrained CLIP beats the same frozen CLIP with random weights",
+          "full model", "random-init CLIP", "J&F"),
+    Claim("b", "temporal prompts help", "full model", "no temporal prompts", "J&F"),
+    Claim("b", "temporal prompts help on motion expressions", "full model", "no temporal prompts", "J&F/motion"),
+    Claim("c", "cube-frame attention is as good as full attention", "full model", "full attention", "J&F",
+          equivalent=True),
+    Claim("c", "cube-frame attention reasons over time (beats frame-only) on motion expressions",
+          "full model", "frame-only attention", "J&F/motion"),
+    Claim("d", "stage-1 VL cross-attention adds to the later stages", "full model", "no stage-1", "J&F"),
+    Claim("-", "history tokens help", "full model", "no history", "J&F"),
+)
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything that fixes the study's numbers (saved with every run to detect stale results)."""
+
+    steps: int = 800
+    seeds: tuple = (0, 1, 2)
+    train_videos: int = 1000
+    val_videos: int = 80
+    data_seed: int = 1  # train videos use this seed, validation videos this seed + 1
+    history_training: str = "two-step"
+    preset: str = "tiny"
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "seeds": list(self.seeds)}
+
+
+QUICK = Settings(steps=6, seeds=(0,), train_videos=8, val_videos=3)
+
+
+# =============================================================================== data
+
+
+def make_data(root: Path, settings: Settings) -> Path:
+    """Write (once) the training split and the hard validation split under ``root``; returns ``root``.
+
+    An existing split is reused when its video count matches; otherwise a ``ValueError`` names it
+    (choose another ``--work``, or delete it).
+    """
+    from rvoslib.data.synthetic import write_synthetic_dataset
+
+    plan = {"train": (settings.train_videos, settings.data_seed, False),
+            "valid": (settings.val_videos, settings.data_seed + 1, True)}
+    for split, (videos, seed, hard) in plan.items():
+        folder = root / split
+        meta = folder / "meta_expressions.json"
+        if meta.is_file():
+            found = len(json.loads(meta.read_text(encoding="utf-8"))["videos"])
+            if found != videos:
+                raise ValueError(f"{str(folder)!r} holds {found} videos, the study needs {videos}; "
+                                 "pass another --work or delete that folder")
+            continue
+        log.info("writing %d %s%s videos to %s", videos, "hard " if hard else "", split, folder)
+        write_synthetic_dataset(folder, videos, seed=seed, split=split, hard=hard, overwrite=folder.exists())
+    return root
+
+
+def split_counts(root: Path, split: str) -> dict[str, int]:
+    """Number of videos and of expressions per kind in one split of the study's data."""
+    videos = json.loads((root / split / "meta_expressions.json").read_text(encoding="utf-8"))["videos"]
+    counts = {"videos": len(videos)}
+    for video in videos.values():
+        for expression in video["expressions"].values():
+            counts[expression["kind"]] = counts.get(expression["kind"], 0) + 1
+    return counts
+
+
+# =============================================================================== runs
+
+
+def run_config(variant: str, seed: int, settings: Settings, data_root: Path, run_dir: Path):
+    """The ``Config`` of one run: the preset from the shipped tiny CLIP, the study's schedule, the variant."""
+    from rvoslib.config import apply_overrides, get_preset
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, use_shipped_tiny_clip
+
+    cfg = use_shipped_tiny_clip(get_preset(settings.preset))
+    if cfg.model.backbone.pretrained is None:
+        raise FileNotFoundError(f"the study starts from the shipped tiny CLIP, {TINY_CLIP_CHECKPOINT}, "
+                                "which is missing")
+    cfg.data.root = str(data_root)
+    t = cfg.train
+    t.steps, t.seed, t.out_dir = settings.steps, seed, str(run_dir)
+    t.history_training = settings.history_training
+    t.eval_every = t.ckpt_every = settings.steps  # one validation and one checkpoint, at the end
+    t.log_every = max(1, settings.steps // 20)
+    return apply_overrides(cfg, VARIANTS[variant][0])
+
+
+def run_dir_name(variant: str, seed: int) -> str:
+    return f"{variant.replace(' ', '-')}-seed{seed}"
+
+
+def run_one(job: dict) -> dict:
+    """Train and validate one (variant, seed) in this process; writes and returns ``result.json``'s content.
+
+    job: ``variant``, ``seed``, ``settings`` (a dict), ``data_root``, ``run_dir``, ``threads``.
+    """
+    import torch
+
+    from rvoslib.engine import read_log, train
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)  # one line per run comes from the main process
+    torch.set_num_threads(job["threads"])
+    settings = Settings(**{**job["settings"], "seeds": tuple(job["settings"]["seeds"])})
+    run_dir = Path(job["run_dir"])
+    cfg = run_config(job["variant"], job["seed"], settings, Path(job["data_root"]), run_dir)
+    summary = train(cfg, device="cpu", progress=False, overwrite=True)
+    records = read_log(run_dir)
+    last_step = next(r for r in reversed(records) if r.get("step") == settings.steps and "loss" in r)
+    evaluation = next(r for r in reversed(records) if "val" in r)
+    result = {
+        "variant": job["variant"], "seed": job["seed"], "settings": settings.to_dict(),
+        "overrides": VARIANTS[job["variant"]][0],
+        "metrics": {k: v for k, v in summary["last_val"].items() if k in METRICS or k == "num_objects"},
+        "train_s": last_step["time"], "train_cpu_s": last_step["cpu_s"], "eval_s": evaluation["eval_s"],
+        "last_loss": summary["last_loss"], "threads": job["threads"],
+        "trainable_params": sum(p.numel() for p in summary["model"].parameters() if p.requires_grad),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def finished_result(run_dir: Path, settings: Settings) -> Optional[dict]:
+    """The saved result of a run with these settings, or None (missing, unreadable or other settings)."""
+    path = run_dir / "result.json"
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if result.get("settings") == settings.to_dict() else None
+
+
+def run_all(jobs: list[dict], workers: int, settings: Settings) -> list[dict]:
+    """Run the jobs not already finished in ``workers`` spawned processes; returns every job's result."""
+    from tqdm.auto import tqdm
+
+    results, todo = {}, []
+    for job in jobs:
+        done = finished_result(Path(job["run_dir"]), settings)
+        if done is not None:
+            results[(job["variant"], job["seed"])] = done
+        else:
+            todo.append(job)
+    if results:
+        log.info("reusing %d finished run(s) from %s", len(results), Path(jobs[0]["run_dir"]).parent)
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, \
+            tqdm(total=len(todo), desc="ablation runs", unit="run") as bar:
+        pending = {pool.submit(run_one, job): job for job in todo}
+        for done in futures.as_completed(pending):
+            result = done.result()
+            results[(result["variant"], result["seed"])] = result
+            bar.update(1)
+            log.info("%-22s seed %d: J&F %.3f (motion %.3f) in %.0f s", result["variant"], result["seed"],
+                     result["metrics"].get("J&F", math.nan), result["metrics"].get("J&F/motion", math.nan),
+                     result["train_s"])
+    return [results[(job["variant"], job["seed"])] for job in jobs]
+
+
+# =============================================================================== statistics
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of ``values``."""
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def collect(results: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
+    """``{variant: {metric: [per-seed values]}}`` (metrics plus ``train_s``), variants in ``VARIANTS`` order."""
+    variants: dict[str, dict[str, list[float]]] = {}
+    for result in sorted(results, key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"])):
+        entry = variants.setdefault(result["variant"], {})
+        for metric in (*METRICS, "train_s"):
+            value = result["train_s"] if metric == "train_s" else result["metrics"].get(metric)
+            if value is not None:
+                entry.setdefault(metric, []).append(float(value))
+    return variants
+
+
+def judge(claim: Claim, variants: dict[str, dict[str, list[float]]]) -> Optional[dict]:
+    """The verdict on one claim: difference of means, its standard error, and what it says.
+
+    Returns None when a variant or the metric is missing. With fewer than 2 seeds there is no
+    standard error and no verdict. Verdicts: "supported" (the difference
+    is in the claimed direction and exceeds 2 standard errors; for an equivalence claim: the
+    candidate is not clearly worse), "not supported" (within noise), "contradicted" (clearly in
+    the other direction).
+    """
+    a = variants.get(claim.better, {}).get(claim.metric)
+    b = variants.get(claim.worse, {}).get(claim.metric)
+    if not a or not b:
+        return None
+    sa, sb = mean_std(a), mean_std(b)
+    delta = sa["mean"] - sb["mean"]
+    se = math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])
+    clear = abs(delta) > 2 * se
+    if min(sa["n"], sb["n"]) < 2:
+        verdict = "no verdict (needs >= 2 seeds)"
+    elif claim.equivalent:
+        verdict = "contradicted" if clear and delta < 0 else "supported"
+    else:
+        verdict = "supported" if clear and delta > 0 else ("contradicted" if clear else "not supported")
+    return {"claim": claim.key, "text": claim.text, "better": claim.better, "worse": claim.worse,
+            "metric": claim.metric, "delta": delta, "se": se, "verdict": verdict}
+
+
+# =============================================================================== report
+
+
+def _cell(values: Optional[list], digits: int = 3) -> str:
+    if not values:
+        return "n/a"
+    s = mean_std(values)
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+
+
+def markdown_table(variants: dict[str, dict[str, list[float]]]) -> str:
+    """The results table: J&F overall and per kind (mean ± std over seeds), train time per run."""
+    lines = ["| variant | J&F | J&F motion | J&F appearance | J&F relation | train time per run (s) |",
+             "|---|---|---|---|---|---|"]
+    for name, metrics in variants.items():
+        cells = [_cell(metrics.get(m)) for m in ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation")]
+        cells.append(_cell(metrics.get("train_s"), digits=0))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_verdicts(verdicts: Sequence[dict]) -> str:
+    """One row per claim: the comparison, the difference ± its standard error, the verdict."""
+    lines = ["| claim | comparison | metric | difference ± s.e. | verdict |", "|---|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| ({v['claim']}) {v['text']} | {v['better']} vs {v['worse']} | {v['metric']} | "
+                     f"{v['delta']:+.3f} ± {v['se']:.3f} | {v['verdict']} |")
+    return "\n".join(lines)
+
+
+def markdown_report(study: dict) -> str:
+    """The whole markdown file: settings line, results table, verdicts."""
+    s, data = study["settings"], study["data"]
+    val = data["valid"]
+    header = (f"Tiny preset, {s['steps']} steps ({s['history_training']} history training, batch "
+              f"{study['batch_size']}) per run, seeds {', '.join(map(str, s['seeds']))}; "
+              f"{data['train']['videos']} training videos; hard validation split of {val['videos']} videos "
+              f"({', '.join(f'{val.get(k, 0)} {k}' for k in KINDS)} expressions). "
+              f"Study wall time {study['wall_s'] / 60:.1f} min on {study['machine']['logical_cpus']} CPU cores "
+              f"({study['workers']} runs at a time, {study['threads']} thread each).")
+    return (f"{header}\n\n{markdown_table(study['variants'])}\n\n"
+            f"{markdown_verdicts(study['verdicts'])}\n")
+
+
+def plot_study(study: dict, path: Path) -> Path:
+    """Bar chart of J&F per variant (overall and per kind): mean, sample std as error bar, one dot per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = study["variants"]
+    metrics = ["J&F", *[f"J&F/{k}" for k in KINDS]]
+    val = study["data"]["valid"]
+    labels = ["overall"] + [f"{k}\n({val.get(k, 0)} expressions)" for k in KINDS]
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for i, (name, values) in enumerate(variants.items()):
+        x = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(metrics))]
+        stats = [mean_std(values[m]) if values.get(m) else None for m in metrics]
+        ax.bar(x, [s["mean"] if s else 0 for s in stats], width, yerr=[s["std"] if s else 0 for s in stats],
+               capsize=2, label=name)
+        for xi, m in zip(x, metrics):
+            ax.plot([xi] * len(values.get(m, [])), values.get(m, []), "k.", ms=3)
+    ax.set_xticks(range(len(metrics)), labels)
+    ax.set(ylabel="J&F on the hard validation split", ylim=(0, 1),
+           title=f"ablations, tiny preset, {study['settings']['steps']} steps, "
+                 f"{len(study['settings']['seeds'])} seeds (bar: mean, line: std, dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=4, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def machine_info() -> dict:
+    import torch
+
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+# =============================================================================== main
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = Settings()
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke configuration ({QUICK.steps} steps, seed 0, {QUICK.train_videos} training videos)")
+    parser.add_argument("--steps", type=int, default=None, help=f"training steps per run (default {d.steps})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"seeds (default {list(d.seeds)})")
+    parser.add_argument("--train-videos", type=int, default=None, help=f"default {d.train_videos}")
+    parser.add_argument("--val-videos", type=int, default=None, help=f"default {d.val_videos}")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help=f"subset of the variants (default: all): {', '.join(map(repr, VARIANTS))}")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained at a time (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--work", type=Path, default=REPO / "runs/ablations",
+                        help="data and run folders (default runs/ablations; runs/ablations-quick with --quick)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON results (default benchmarks/ablations.json; WORK/ablations.json with --quick)")
+    parser.add_argument("--markdown", type=Path, default=None, help="markdown report (default: --out with .md)")
+    parser.add_argument("--figure", type=Path, default=None, help="bar chart (default: --out with .png)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite the markdown report and the figure from the --out JSON")
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.variants or [] if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    for name in ("steps", "train_videos", "val_videos", "workers", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.quick and args.work == REPO / "runs/ablations":
+        args.work = REPO / "runs/ablations-quick"
+    if args.out is None:
+        args.out = args.work / "ablations.json" if args.quick else REPO / "benchmarks/ablations.json"
+    if args.markdown is None:
+        args.markdown = args.out.with_suffix(".md")
+    if args.figure is None:
+        args.figure = args.out.with_suffix(".png")
+    if args.report_only and not args.out.is_file():
+        parser.error(f"--report-only reads the study's JSON, and {str(args.out)!r} does not exist")
+    return args
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    base = QUICK if args.quick else Settings()
+    changes = {"steps": args.steps, "train_videos": args.train_videos, "val_videos": args.val_videos,
+               "seeds": tuple(args.seeds) if args.seeds else None}
+    return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[ablations] %(message)s")
+    logging.getLogger("rvoslib").setLevel(logging.WARNING)
+    if args.report_only:
+        write_report(json.loads(args.out.read_text(encoding="utf-8")), args)
+        return 0
+    settings = settings_from_args(args)
+    started = time.perf_counter()
+    data_root = make_data(args.work / "data", settings)
+    names = args.variants or list(VARIANTS)
+    jobs = [{"variant": v, "seed": seed, "settings": settings.to_dict(), "data_root": str(data_root),
+             "run_dir": str(args.work / "runs" / run_dir_name(v, seed)), "threads": args.threads}
+            for seed in settings.seeds for v in names]  # seed-major: a partial study covers every variant
+    results = run_all(jobs, args.workers, settings)
+    variants = collect(results)
+    verdicts = [v for v in (judge(c, variants) for c in CLAIMS) if v is not None]
+    cfg = run_config(names[0], settings.seeds[0], settings, data_root, args.work)
+    study = {
+        "settings": settings.to_dict(), "workers": args.workers, "threads": args.threads,
+        "batch_size": cfg.train.batch_size, "wall_s": time.perf_counter() - started,
+        "command": "python -m benchmarks.ablations " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_info(),
+        "data": {split: split_counts(data_root, split) for split in ("train", "valid")},
+        "overrides": {name: VARIANTS[name][0] for name in variants},
+        "variants": variants,
+        "summary": {name: {m: mean_std(v) for m, v in metrics.items()} for name, metrics in variants.items()},
+        "verdicts": verdicts,
+        "runs": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+    write_report(study, args)
+    return 0
+
+
+def write_report(study: dict, args: argparse.Namespace) -> None:
+    """Write the markdown report and the figure of ``study``, and print the report."""
+    report = markdown_report(study)
+    args.markdown.write_text(report, encoding="utf-8")
+    plot_study(study, args.figure)
+    print(report)
+    print(f"study: {study['wall_s'] / 60:.1f} min; numbers in {args.out}, report in {args.markdown}, "
+          f"figure in {args.figure}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

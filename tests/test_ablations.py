@@ -1,0 +1,164 @@
+"""benchmarks/ablations.py: the study's statistics, its smoke run end to end, and the README's copy of its table."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import ablations
+from benchmarks.ablations import Claim, collect, judge, markdown_table, markdown_verdicts, mean_std
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_mean_std_is_the_sample_standard_deviation():
+    s = mean_std([0.5, 0.7, 0.9])
+    assert s["mean"] == pytest.approx(0.7) and s["std"] == pytest.approx(0.2) and s["n"] == 3
+    assert mean_std([0.4]) == {"mean": 0.4, "std": 0.0, "n": 1}
+
+
+def _variants(better, worse, metric="J&F"):
+    return {"A": {metric: list(better)}, "B": {metric: list(worse)}}
+
+
+@pytest.mark.parametrize("better, worse, expected", [
+    ((0.60, 0.62, 0.61), (0.50, 0.51, 0.49), "supported"),  # +0.11, s.e. 0.01
+    ((0.60, 0.70, 0.50), (0.55, 0.65, 0.45), "not supported"),  # +0.05 with s.e. 0.08: noise
+    ((0.40, 0.41, 0.42), (0.50, 0.51, 0.52), "contradicted"),  # clearly the other way
+    ((0.60,), (0.50,), "no verdict (needs >= 2 seeds)"),
+])
+def test_judge_compares_the_difference_with_twice_its_standard_error(better, worse, expected):
+    verdict = judge(Claim("x", "A beats B", "A", "B", "J&F"), _variants(better, worse))
+    assert verdict["verdict"] == expected
+    assert verdict["delta"] == pytest.approx(sum(better) / len(better) - sum(worse) / len(worse))
+
+
+def test_judge_of_an_equivalence_claim_accepts_noise_and_rejects_a_clear_loss():
+    claim = Claim("c", "A as good as B", "A", "B", "J&F", equivalent=True)
+    assert judge(claim, _variants((0.60, 0.70, 0.50), (0.62, 0.72, 0.52)))["verdict"] == "supported"
+    assert judge(claim, _variants((0.40, 0.41, 0.42), (0.50, 0.51, 0.52)))["verdict"] == "contradicted"
+    assert judge(claim, {"A": {"J&F": [0.5]}}) is None  # B missing: nothing to say
+
+
+def test_collect_orders_variants_and_seeds_and_keeps_train_time():
+    runs = [{"variant": v, "seed": s, "metrics": {"J&F": 0.1 * s + i, "J&F/motion": 0.2}, "train_s": 10.0 + s}
+            for s in (1, 0) for i, v in enumerate(("no history", "full model"))]
+    variants = collect(runs)
+    assert list(variants) == ["full model", "no history"]  # the order of ablations.VARIANTS
+    assert variants["full model"]["J&F"] == pytest.approx([1.0, 1.1])  # seed 0 then seed 1
+    assert variants["no history"]["train_s"] == [10.0, 11.0]
+    assert "J&F/appearance" not in variants["full model"]  # missing metrics are left out, not zero
+    table = markdown_table(variants).splitlines()
+    assert len(table) == 4 and table[2].startswith("| full model | 1.050 ± 0.071 | 0.200 ± 0.000 | n/a |")
+
+
+def test_every_variant_is_one_valid_override_of_the_study_config(tmp_path):
+    from rvoslib.config import get_preset
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT
+
+    base = get_preset("tiny")
+    for name, (overrides, _) in ablations.VARIANTS.items():
+        cfg = ablations.run_config(name, 3, ablations.Settings(steps=50), tmp_path, tmp_path / "run")
+        assert cfg.train.steps == 50 and cfg.train.seed == 3 and cfg.train.history_training == "two-step"
+        assert cfg.train.eval_every == 50  # one validation, after the last step
+        changed = [k for k, v in flatten(cfg.model).items() if v != flatten(base.model)[k]]
+        # every variant but random-init starts from the shipped tiny CLIP (the preset itself has random weights)
+        expected = {"backbone.pretrained"} | {o.split("=")[0].removeprefix("model.") for o in overrides}
+        if name == "random-init CLIP":
+            assert cfg.model.backbone.pretrained is None
+            expected = set()
+        else:
+            assert cfg.model.backbone.pretrained.endswith(TINY_CLIP_CHECKPOINT)
+        assert set(changed) == expected, (name, changed)
+    assert all(c.better in ablations.VARIANTS and c.worse in ablations.VARIANTS for c in ablations.CLAIMS)
+
+
+def flatten(section, prefix=""):
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def test_existing_data_of_another_size_is_a_clear_error(tmp_path):
+    settings = ablations.Settings(train_videos=2, val_videos=1)
+    ablations.make_data(tmp_path, settings)
+    assert ablations.split_counts(tmp_path, "valid")["videos"] == 1
+    with pytest.raises(ValueError, match=r"train.*holds 2 videos, the study needs 3"):
+        ablations.make_data(tmp_path, ablations.Settings(train_videos=3, val_videos=1))
+
+
+# ----------------------------------------------------------------------------- the script
+
+
+def run_script(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "benchmarks.ablations", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_quick_study_runs_writes_its_files_and_resumes(tmp_path):
+    args = ["--quick", "--variants", "full model", "no history", "--seeds", "0", "1", "--workers", "1",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "study.json")]
+    proc = run_script(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert list(study["variants"]) == ["full model", "no history"]
+    for metrics in study["variants"].values():  # the shape notebook 09 reads: metric -> one value per seed
+        assert len(metrics["J&F"]) == 2 and all(0.0 <= v <= 1.0 for v in metrics["J&F"])
+        assert len(metrics["J&F/motion"]) == 2 and all(t > 0 for t in metrics["train_s"])
+    assert {r["settings"]["steps"] for r in study["runs"]} == {ablations.QUICK.steps}
+    assert [v["worse"] for v in study["verdicts"]] == ["no history"]  # the only claim both variants answer
+    report = (tmp_path / "study.md").read_text()
+    assert markdown_table(study["variants"]) in report and markdown_table(study["variants"]) in proc.stdout
+    result = tmp_path / "work/runs/no-history-seed1/result.json"
+    written = result.stat().st_mtime_ns
+    again = run_script(*args)  # every run is finished: nothing is trained again
+    assert again.returncode == 0 and "reusing 4 finished run(s)" in again.stderr
+    assert result.stat().st_mtime_ns == written
+    assert json.loads((tmp_path / "study.json").read_text())["variants"] == study["variants"]
+    assert (tmp_path / "study.png").stat().st_size > 0
+    (tmp_path / "study.md").unlink()
+    (tmp_path / "study.png").unlink()
+    redo = run_script("--report-only", "--out", str(tmp_path / "study.json"), timeout=120)
+    assert redo.returncode == 0, redo.stderr[-2000:]
+    assert (tmp_path / "study.md").read_text() == report and (tmp_path / "study.png").stat().st_size > 0
+
+
+def test_unknown_variant_is_rejected_by_name():
+    proc = run_script("--variants", "full model", "no prompts", timeout=120)
+    assert proc.returncode == 2 and "unknown variants ['no prompts']" in proc.stderr
+
+
+def test_report_only_without_a_study_is_rejected_by_path(tmp_path):
+    proc = run_script("--report-only", "--out", str(tmp_path / "missing.json"), timeout=120)
+    assert proc.returncode == 2 and "missing.json" in proc.stderr and "does not exist" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- the committed result
+
+
+def test_readme_shows_the_committed_study_unchanged():
+    study = json.loads((REPO / "benchmarks/ablations.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    assert markdown_table(study["variants"]) in readme
+    assert markdown_verdicts(study["verdicts"]) in readme
+    assert study["command"] in readme
+    # the study covers every variant with at least 3 seeds and the same step budget
+    assert list(study["variants"]) == list(ablations.VARIANTS)
+    assert all(len(m["J&F"]) >= 3 for m in study["variants"].values())
+    assert len({r["settings"]["steps"] for r in study["runs"]}) == 1
+    assert (REPO / "benchmarks/ablations.md").read_text() == ablations.markdown_report(study)
+    assert re.search(r"\| full model \| \d\.\d{3} ± \d\.\d{3} \|", readme)
