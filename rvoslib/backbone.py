@@ -26,6 +26,7 @@ prompted encoders do the latter).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -372,7 +373,8 @@ def create_clip(cfg: BackboneConfig) -> nn.Module:
         preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
         kwargs["force_preprocess_cfg"] = preprocess
     try:
-        model = open_clip.create_model(cfg.model_name, pretrained=checkpoint, weights_only=True, **kwargs)
+        with _quiet_random_weights_warning(enabled=checkpoint is None):
+            model = open_clip.create_model(cfg.model_name, pretrained=checkpoint, weights_only=True, **kwargs)
     except Exception as err:
         if checkpoint is None:
             raise
@@ -383,8 +385,34 @@ def create_clip(cfg: BackboneConfig) -> nn.Module:
         ) from err
     if not hasattr(model, "visual") or not hasattr(model.visual, "conv1"):
         raise ValueError(f"backbone.model_name={cfg.model_name!r} has no open_clip ViT vision tower")
-    logger.info("created %s (pretrained=%s) at S=%d", cfg.model_name, cfg.pretrained, cfg.image_size)
+    logger.info("created %s (pretrained=%s%s) at S=%d", cfg.model_name, cfg.pretrained,
+                ": random weights" if checkpoint is None else "", cfg.image_size)
     return freeze_(model)
+
+
+class _RandomWeightsFilter(logging.Filter):
+    """Drops open_clip's root-logger warning that no pretrained weights were loaded."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_weights_warning(enabled: bool):
+    """While creating a CLIP with ``pretrained=None`` on purpose, silence open_clip's warning about it.
+
+    Random weights are a choice here (the tiny preset, tests, the random-init ablation); the
+    INFO line of :func:`create_clip` records it instead.
+    """
+    if not enabled:
+        yield
+        return
+    root, quiet = logging.getLogger(), _RandomWeightsFilter()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def context_length(cfg: BackboneConfig) -> int:

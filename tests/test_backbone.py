@@ -186,3 +186,15 @@ def test_vit_b16_builds_at_352_with_resized_grid():
     assert clip.visual.positional_embedding.shape == (22 * 22 + 1, 768)
     with pytest.raises(ValueError, match="patch size 16"):
         create_clip(BackboneConfig(model_name="ViT-B-16", pretrained=None, image_size=350))
+
+
+def test_random_weights_on_purpose_do_not_warn_and_the_filter_is_removed(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        create_clip(tiny_cfg())
+    assert not any("No pretrained weights" in r.getMessage() for r in caplog.records)
+    assert any("random weights" in r.getMessage() and r.name == "rvoslib.backbone" for r in caplog.records)
+    caplog.clear()
+    logging.warning("No pretrained weights loaded for model 'x'.")  # other code's identical warning still shows
+    assert [r.getMessage() for r in caplog.records] == ["No pretrained weights loaded for model 'x'."]
