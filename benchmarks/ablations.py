@@ -15,7 +15,13 @@ its last step on a *hard* synthetic validation split, and writes
 * ``benchmarks/ablations.md`` (``--markdown``): the table and the verdicts, as in the README;
 * ``benchmarks/ablations.png`` (``--figure``): J&F per variant and kind of expression, per seed.
 
-``--report-only`` rewrites the last two from the JSON without training anything.
+``--report-only`` rewrites the last two from the JSON without training anything (adding the
+motion-blind reference, computed from ``--work``'s data, to a JSON that lacks it).
+
+The table's last row is a *reference*, not a model: the J&F of a reader that knows every object's
+size, colour and shape but nothing of motion, and outputs the true masks of one of the target's
+look-alikes at random (:func:`motion_blind_reference`). A model above it on motion expressions used
+time; below it, it has not yet learned appearance grounding and masks as well as that reader.
 
 Design of the study:
 
@@ -159,6 +165,40 @@ def split_counts(root: Path, split: str) -> dict[str, int]:
         for expression in video["expressions"].values():
             counts[expression["kind"]] = counts.get(expression["kind"], 0) + 1
     return counts
+
+
+def motion_blind_reference(root: Path, split: str = "valid") -> dict[str, float]:
+    """J&F of a reader that knows every object's size, colour and shape but nothing of motion or place.
+
+    For each expression it picks one of the target's look-alikes (objects with the target's
+    size, colour and shape, the target included) at random and outputs that object's true
+    masks. The value is the expectation over that choice, computed exactly: per expression the
+    mean over look-alikes of (J-mean + F-mean) / 2 against the target, then the mean over
+    expressions (overall and per kind), as ``rvoslib.metrics.summarize`` averages objects. It
+    is what perfect appearance grounding without any use of time scores: above it, a model
+    used motion (or position, for relation expressions).
+    """
+    from rvoslib.data.formats import read_ref_youtube_vos
+    from rvoslib.evaluate import ground_truth
+    from rvoslib.metrics import evaluate_object, statistics
+
+    folder = root / split
+    meta = json.loads((folder / "meta_expressions.json").read_text(encoding="utf-8"))["videos"]
+    per_kind: dict[str, list[float]] = {}
+    for record in read_ref_youtube_vos(folder):
+        frames = record.annotated_indices()
+        looks = {int(k): (a["size"], a["colour"], a["shape"]) for k, a in meta[record.video_id]["objects"].items()}
+        masks = {obj_id: ground_truth(record, [obj_id], frames) for obj_id in looks}  # (n, H, W) each
+        for expression in record.expressions:
+            target = expression.obj_ids[0]
+            choices = []
+            for obj_id in (o for o, look in looks.items() if look == looks[target]):
+                j, f = evaluate_object(masks[obj_id], masks[target])
+                choices.append((statistics(j).mean + statistics(f).mean) / 2)
+            per_kind.setdefault(expression.kind, []).append(statistics(choices).mean)
+    out = {"J&F": statistics([v for values in per_kind.values() for v in values]).mean}
+    out.update({f"J&F/{kind}": statistics(values).mean for kind, values in sorted(per_kind.items())})
+    return out
 
 
 # =============================================================================== runs
@@ -313,14 +353,22 @@ def _cell(values: Optional[list], digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
 
 
-def markdown_table(variants: dict[str, dict[str, list[float]]]) -> str:
-    """The results table: J&F overall and per kind (mean ± std over seeds), train time per run."""
+REFERENCE_NAME = "*motion-blind reference* (perfect masks, random look-alike)"
+
+
+def markdown_table(variants: dict[str, dict[str, list[float]]], reference: Optional[dict] = None) -> str:
+    """The results table: J&F overall and per kind (mean ± std over seeds), train time per run;
+    a last row with ``reference`` (:func:`motion_blind_reference`) when given."""
+    columns = ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation")
     lines = ["| variant | J&F | J&F motion | J&F appearance | J&F relation | train time per run (s) |",
              "|---|---|---|---|---|---|"]
     for name, metrics in variants.items():
-        cells = [_cell(metrics.get(m)) for m in ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation")]
+        cells = [_cell(metrics.get(m)) for m in columns]
         cells.append(_cell(metrics.get("train_s"), digits=0))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if reference:
+        cells = [f"{reference[m]:.3f}" if m in reference else "n/a" for m in columns]
+        lines.append(f"| {REFERENCE_NAME} | " + " | ".join(cells) + " | - |")
     return "\n".join(lines)
 
 
@@ -343,7 +391,7 @@ def markdown_report(study: dict) -> str:
               f"({', '.join(f'{val.get(k, 0)} {k}' for k in KINDS)} expressions). "
               f"Study wall time {study['wall_s'] / 60:.1f} min on {study['machine']['logical_cpus']} CPU cores "
               f"({study['workers']} runs at a time, {study['threads']} thread each).")
-    return (f"{header}\n\n{markdown_table(study['variants'])}\n\n"
+    return (f"{header}\n\n{markdown_table(study['variants'], study.get('reference'))}\n\n"
             f"{markdown_verdicts(study['verdicts'])}\n")
 
 
@@ -367,6 +415,11 @@ def plot_study(study: dict, path: Path) -> Path:
                capsize=2, label=name)
         for xi, m in zip(x, metrics):
             ax.plot([xi] * len(values.get(m, [])), values.get(m, []), "k.", ms=3)
+    reference = study.get("reference") or {}
+    for j, m in enumerate(metrics):
+        if m in reference:
+            ax.hlines(reference[m], j - 0.45, j + 0.45, colors="k", linestyles="--", lw=1,
+                      label="motion-blind reference" if j == 0 else None)
     ax.set_xticks(range(len(metrics)), labels)
     ax.set(ylabel="J&F on the hard validation split", ylim=(0, 1),
            title=f"ablations, tiny preset, {study['settings']['steps']} steps, "
@@ -451,7 +504,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[ablations] %(message)s")
     logging.getLogger("rvoslib").setLevel(logging.WARNING)
     if args.report_only:
-        write_report(json.loads(args.out.read_text(encoding="utf-8")), args)
+        study = json.loads(args.out.read_text(encoding="utf-8"))
+        if "reference" not in study:  # a study written before the reference existed: add it from its data
+            study["reference"] = motion_blind_reference(args.work / "data")
+            args.out.write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+        write_report(study, args)
         return 0
     settings = settings_from_args(args)
     started = time.perf_counter()
@@ -463,6 +520,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = run_all(jobs, args.workers, settings)
     variants = collect(results)
     verdicts = [v for v in (judge(c, variants) for c in CLAIMS) if v is not None]
+    reference = motion_blind_reference(data_root)
     cfg = run_config(names[0], settings.seeds[0], settings, data_root, args.work)
     study = {
         "settings": settings.to_dict(), "workers": args.workers, "threads": args.threads,
@@ -472,6 +530,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "data": {split: split_counts(data_root, split) for split in ("train", "valid")},
         "overrides": {name: VARIANTS[name][0] for name in variants},
         "variants": variants,
+        "reference": reference,
         "summary": {name: {m: mean_std(v) for m, v in metrics.items()} for name, metrics in variants.items()},
         "verdicts": verdicts,
         "runs": results,

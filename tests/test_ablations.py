@@ -100,6 +100,23 @@ def test_existing_data_of_another_size_is_a_clear_error(tmp_path):
         ablations.make_data(tmp_path, ablations.Settings(train_videos=3, val_videos=1))
 
 
+def test_motion_blind_reference_is_one_over_the_number_of_look_alikes(tmp_path):
+    from rvoslib.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "valid", 6, seed=5, split="valid", hard=True)
+    reference = ablations.motion_blind_reference(tmp_path)
+    meta = json.loads((tmp_path / "valid/meta_expressions.json").read_text())["videos"]
+    expected = {}  # a right pick scores 1, a wrong look-alike (far away, disjoint) about 0
+    for video in meta.values():
+        looks = {k: (a["size"], a["colour"], a["shape"]) for k, a in video["objects"].items()}
+        for e in video["expressions"].values():
+            twins = sum(look == looks[e["obj_id"]] for look in looks.values())
+            expected.setdefault(e["kind"], []).append(1 / twins)
+    assert reference["J&F/appearance"] == 1.0  # an appearance sentence singles out an object without twins
+    assert reference["J&F/motion"] == pytest.approx(sum(expected["motion"]) / len(expected["motion"]), abs=0.05)
+    assert reference["J&F/motion"] < 0.75  # hard split: motion sentences point at one of 2-3 look-alikes
+
+
 # ----------------------------------------------------------------------------- the script
 
 
@@ -122,7 +139,8 @@ def test_quick_study_runs_writes_its_files_and_resumes(tmp_path):
     assert {r["settings"]["steps"] for r in study["runs"]} == {ablations.QUICK.steps}
     assert [v["worse"] for v in study["verdicts"]] == ["no history"]  # the only claim both variants answer
     report = (tmp_path / "study.md").read_text()
-    assert markdown_table(study["variants"]) in report and markdown_table(study["variants"]) in proc.stdout
+    table = markdown_table(study["variants"], study["reference"])
+    assert table in report and table in proc.stdout and "motion-blind reference" in table.splitlines()[-1]
     result = tmp_path / "work/runs/no-history-seed1/result.json"
     written = result.stat().st_mtime_ns
     again = run_script(*args)  # every run is finished: nothing is trained again
@@ -153,7 +171,7 @@ def test_report_only_without_a_study_is_rejected_by_path(tmp_path):
 def test_readme_shows_the_committed_study_unchanged():
     study = json.loads((REPO / "benchmarks/ablations.json").read_text())
     readme = (REPO / "README.md").read_text()
-    assert markdown_table(study["variants"]) in readme
+    assert markdown_table(study["variants"], study["reference"]) in readme
     assert markdown_verdicts(study["verdicts"]) in readme
     assert study["command"] in readme
     # the study covers every variant with at least 3 seeds and the same step budget
