@@ -57,14 +57,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.ablations")
 
 # name -> (config overrides, what the variant asks)
 VARIANTS: dict[str, tuple[list[str], str]] = {
-    "full model": ([], "the reference: shipped tiny pretrained CLIP, every component on"),
+    "full model": ([], "the baseline of every comparison: shipped tiny pretrained CLIP, every component on"),
     "random-init CLIP": (["model.backbone.pretrained=None"],
                          "same frozen tiny CLIP architecture with random weights"),
     "no temporal prompts": (["model.prompts.use_temporal=False"],
