@@ -53,6 +53,7 @@ import math
 import multiprocessing
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -407,7 +408,7 @@ def plot_study(study: dict, path: Path) -> Path:
     val = study["data"]["valid"]
     labels = ["overall"] + [f"{k}\n({val.get(k, 0)} expressions)" for k in KINDS]
     width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.6))
     for i, (name, values) in enumerate(variants.items()):
         x = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(metrics))]
         stats = [mean_std(values[m]) if values.get(m) else None for m in metrics]
@@ -421,11 +422,11 @@ def plot_study(study: dict, path: Path) -> Path:
             ax.hlines(reference[m], j - 0.45, j + 0.45, colors="k", linestyles="--", lw=1,
                       label="motion-blind reference" if j == 0 else None)
     ax.set_xticks(range(len(metrics)), labels)
-    ax.set(ylabel="J&F on the hard validation split", ylim=(0, 1),
+    ax.set(ylabel="J&F on the hard validation split", ylim=(0, 1.05),
            title=f"ablations, tiny preset, {study['settings']['steps']} steps, "
                  f"{len(study['settings']['seeds'])} seeds (bar: mean, line: std, dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=4, loc="upper right")
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -525,7 +526,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     study = {
         "settings": settings.to_dict(), "workers": args.workers, "threads": args.threads,
         "batch_size": cfg.train.batch_size, "wall_s": time.perf_counter() - started,
-        "command": "python -m benchmarks.ablations " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python -m benchmarks.ablations", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "data": {split: split_counts(data_root, split) for split in ("train", "valid")},
         "overrides": {name: VARIANTS[name][0] for name in variants},
