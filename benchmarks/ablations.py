@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.ablations            # the study: about 45 min on 2 CPU cores
+    .venv/bin/python -m benchmarks.ablations            # the study: 41 min on 2 CPU cores
     .venv/bin/python -m benchmarks.ablations --quick    # smoke configuration: about a minute
 
 It trains the tiny preset under seven variants (``VARIANTS``: the full model and one change
