@@ -268,8 +268,11 @@ def finished_result(run_dir: Path, settings: Settings) -> Optional[dict]:
     return result if result.get("settings") == settings.to_dict() else None
 
 
-def run_all(jobs: list[dict], workers: int, settings: Settings) -> list[dict]:
-    """Run the jobs not already finished in ``workers`` spawned processes; returns every job's result."""
+def run_all(jobs: list[dict], workers: int, settings: Settings) -> tuple[list[dict], int]:
+    """Run the jobs not already finished in ``workers`` spawned processes.
+
+    Returns every job's result (in ``jobs`` order) and how many were reused, not trained.
+    """
     from tqdm.auto import tqdm
 
     results, todo = {}, []
@@ -292,7 +295,7 @@ def run_all(jobs: list[dict], workers: int, settings: Settings) -> list[dict]:
             log.info("%-22s seed %d: J&F %.3f (motion %.3f) in %.0f s", result["variant"], result["seed"],
                      result["metrics"].get("J&F", math.nan), result["metrics"].get("J&F/motion", math.nan),
                      result["train_s"])
-    return [results[(job["variant"], job["seed"])] for job in jobs]
+    return [results[(job["variant"], job["seed"])] for job in jobs], len(jobs) - len(todo)
 
 
 # =============================================================================== statistics
@@ -391,7 +394,9 @@ def markdown_report(study: dict) -> str:
               f"{data['train']['videos']} training videos; hard validation split of {val['videos']} videos "
               f"({', '.join(f'{val.get(k, 0)} {k}' for k in KINDS)} expressions). "
               f"Study wall time {study['wall_s'] / 60:.1f} min on {study['machine']['logical_cpus']} CPU cores "
-              f"({study['workers']} runs at a time, {study['threads']} thread each).")
+              f"({study['workers']} runs at a time, {study['threads']} thread each)")
+    reused = study.get("reused_runs", 0)
+    header += f"; {reused} of {len(study['runs'])} runs were reused from an earlier invocation." if reused else "."
     return (f"{header}\n\n{markdown_table(study['variants'], study.get('reference'))}\n\n"
             f"{markdown_verdicts(study['verdicts'])}\n")
 
@@ -518,14 +523,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     jobs = [{"variant": v, "seed": seed, "settings": settings.to_dict(), "data_root": str(data_root),
              "run_dir": str(args.work / "runs" / run_dir_name(v, seed)), "threads": args.threads}
             for seed in settings.seeds for v in names]  # seed-major: a partial study covers every variant
-    results = run_all(jobs, args.workers, settings)
+    results, reused = run_all(jobs, args.workers, settings)
     variants = collect(results)
     verdicts = [v for v in (judge(c, variants) for c in CLAIMS) if v is not None]
     reference = motion_blind_reference(data_root)
     cfg = run_config(names[0], settings.seeds[0], settings, data_root, args.work)
     study = {
         "settings": settings.to_dict(), "workers": args.workers, "threads": args.threads,
-        "batch_size": cfg.train.batch_size, "wall_s": time.perf_counter() - started,
+        "batch_size": cfg.train.batch_size, "wall_s": time.perf_counter() - started, "reused_runs": reused,
         "command": " ".join(["python -m benchmarks.ablations", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "data": {split: split_counts(data_root, split) for split in ("train", "valid")},

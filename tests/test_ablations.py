@@ -146,7 +146,10 @@ def test_quick_study_runs_writes_its_files_and_resumes(tmp_path):
     again = run_script(*args)  # every run is finished: nothing is trained again
     assert again.returncode == 0 and "reusing 4 finished run(s)" in again.stderr
     assert result.stat().st_mtime_ns == written
-    assert json.loads((tmp_path / "study.json").read_text())["variants"] == study["variants"]
+    resumed = json.loads((tmp_path / "study.json").read_text())
+    assert resumed["variants"] == study["variants"] and resumed["reused_runs"] == 4 and study["reused_runs"] == 0
+    report = (tmp_path / "study.md").read_text()
+    assert "4 of 4 runs were reused" in report  # its wall time is not the study's
     assert (tmp_path / "study.png").stat().st_size > 0
     (tmp_path / "study.md").unlink()
     (tmp_path / "study.png").unlink()
