@@ -77,7 +77,7 @@ CLIP; each variant changes one field:
 
 | variant | override | question |
 |---|---|---|
-| full model | (none) | the reference |
+| full model | (none) | the baseline every variant is compared with |
 | random-init CLIP | `model.backbone.pretrained=None` | what does vision-language pretraining bring? |
 | no temporal prompts | `model.prompts.use_temporal=False` | do the temporal prompts (and temporal capture) help? |
 | frame-only attention | `model.spatiotemporal.attention=frame` | does the reasoner need to look across frames? |
@@ -241,7 +241,8 @@ nb.md(r"""
   other, inside the seed-to-seed noise, and every one of them is *below the motion-blind reference*
   (the dashed lines): after 800 steps the tiny models have not yet learned to ground colour, shape
   and size and to draw clean masks, so the components that add temporal reasoning have nothing to
-  show yet. The README discusses it, with the budget that would be needed.
+  show yet. The README discusses it, with a rerun of the temporal-prompt pair at four times the
+  budget that did not change the verdict.
 * **The reduced live run** (one seed, 120 steps): its bars differ by amounts that a different seed
   can produce on its own; do not read a winner into them. It shows the method (one override per
   variant, the same data, schedule and validation), not a result.
