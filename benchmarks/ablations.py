@@ -15,8 +15,8 @@ its last step on a *hard* synthetic validation split, and writes
 * ``benchmarks/ablations.md`` (``--markdown``): the table and the verdicts, as in the README;
 * ``benchmarks/ablations.png`` (``--figure``): J&F per variant and kind of expression, per seed.
 
-``--report-only`` rewrites the last two from the JSON without training anything (adding the
-motion-blind reference, computed from ``--work``'s data, to a JSON that lacks it).
+``--report-only`` rewrites the last two from the JSON without training anything. Every file is
+written atomically (an interrupted run leaves the previous one intact).
 
 The table's last row is a *reference*, not a model: the J&F of a reader that knows every object's
 size, colour and shape but nothing of motion, and outputs the true masks of one of the target's
@@ -129,6 +129,14 @@ class Settings:
 
 
 QUICK = Settings(steps=6, seeds=(0,), train_videos=8, val_videos=3)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: an interrupted write leaves the previous file intact."""
+    from rvoslib.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # =============================================================================== data
@@ -254,7 +262,7 @@ def run_one(job: dict) -> dict:
         "last_loss": summary["last_loss"], "threads": job["threads"],
         "trainable_params": sum(p.numel() for p in summary["model"].parameters() if p.requires_grad),
     }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_text(run_dir / "result.json", json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -433,7 +441,10 @@ def plot_study(study: dict, path: Path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from rvoslib.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -510,11 +521,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[ablations] %(message)s")
     logging.getLogger("rvoslib").setLevel(logging.WARNING)
     if args.report_only:
-        study = json.loads(args.out.read_text(encoding="utf-8"))
-        if "reference" not in study:  # a study written before the reference existed: add it from its data
-            study["reference"] = motion_blind_reference(args.work / "data")
-            args.out.write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
-        write_report(study, args)
+        write_report(json.loads(args.out.read_text(encoding="utf-8")), args)
         return 0
     settings = settings_from_args(args)
     started = time.perf_counter()
@@ -541,8 +548,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "verdicts": verdicts,
         "runs": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+    write_text(args.out, json.dumps(study, indent=1) + "\n")
     write_report(study, args)
     return 0
 
@@ -550,7 +556,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def write_report(study: dict, args: argparse.Namespace) -> None:
     """Write the markdown report and the figure of ``study``, and print the report."""
     report = markdown_report(study)
-    args.markdown.write_text(report, encoding="utf-8")
+    write_text(args.markdown, report)
     plot_study(study, args.figure)
     print(report)
     print(f"study: {study['wall_s'] / 60:.1f} min; numbers in {args.out}, report in {args.markdown}, "
