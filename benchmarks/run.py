@@ -908,13 +908,17 @@ def section_data(s: dict, threads: int, train_steps: dict) -> tuple[dict, list]:
 # =============================================================================== main
 
 
-def machine_info(threads: int, devices: list) -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def machine_info(threads: int, devices: list) -> dict:
+    cpu = cpu_name()
     import open_clip
 
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": threads, "torch": torch.__version__,

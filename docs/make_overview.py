@@ -8,9 +8,10 @@ import numpy as np
 from rvoslib import viz
 from rvoslib.inference import segment_video
 from rvoslib.io import read_video
+from rvoslib.runtime import TINY_RVOS_CHECKPOINT
 
 CLIP = "data_samples/synthetic/valid/JPEGImages/valid_00000"
-CHECKPOINT = "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"
+CHECKPOINT = TINY_RVOS_CHECKPOINT
 SENTENCES = ["the small triangle", "the red shape that moves up"]
 SHOWN = [0, 4, 8, 11]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -79,22 +78,13 @@ def _as_tuple(value: Any) -> Any:
 
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    from rvoslib.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
@@ -202,8 +192,10 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
     cfg = config_of(state)
     if pretrained is not None:
         cfg.model.backbone.pretrained = pretrained
-    elif cfg.model.backbone.pretrained and find_sample(cfg.model.backbone.pretrained).is_file():
-        cfg.model.backbone.pretrained = str(find_sample(cfg.model.backbone.pretrained))  # e.g. a shipped sample
+    elif cfg.model.backbone.pretrained:
+        stored = find_sample(cfg.model.backbone.pretrained)  # e.g. a shipped sample's repository-relative path
+        if stored.is_file():
+            cfg.model.backbone.pretrained = str(stored)
     if state.get("full"):
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
     model = build_model(cfg.model)

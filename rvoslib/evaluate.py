@@ -65,9 +65,6 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-# every name a user (or DataConfig.format) may use -> the reader's name
-
-
 # --------------------------------------------------------------------------- predictions
 
 

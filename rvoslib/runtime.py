@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("fast", "full", "auto")
 TINY_CLIP_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-shapes.pt"  # the shipped tiny pretrained CLIP
+TINY_RVOS_CHECKPOINT = "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"  # the shipped tiny VLP-RVOS (on that CLIP)
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,13 @@ nb.code(setup_cell(r"""
     from rvoslib.checkpoint import load_checkpoint, model_from_checkpoint
     from rvoslib.data import read_ref_davis17, read_ref_youtube_vos
     from rvoslib.inference import segment_video, write_overlay
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_RVOS_CHECKPOINT
 
     DATA = ROOT / "data_samples"
     if rt.fast:
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
-        CHECKPOINT = DATA / "tiny_rvos/rvos-tiny-synthetic.pt"  # tiny VLP-RVOS trained on synthetic shapes
-        PRETRAINED = str(DATA / "tiny_clip/rvos-tiny-shapes.pt")  # the frozen tiny CLIP under it (absolute path)
+        CHECKPOINT = ROOT / TINY_RVOS_CHECKPOINT  # tiny VLP-RVOS trained on synthetic shapes
+        PRETRAINED = str(ROOT / TINY_CLIP_CHECKPOINT)  # the frozen tiny CLIP under it (absolute path)
     else:
         CHECKPOINT = Path(os.environ.get("RVOSLIB_CHECKPOINT", ROOT / "runs/b16/best.pt"))
         PRETRAINED = os.environ.get("RVOSLIB_PRETRAINED", "openai")  # open_clip tag or a local weights file

@@ -43,11 +43,12 @@ nb.code(setup_cell(r"""
     from rvoslib.engine import read_log, train
     from rvoslib.evaluate import evaluate_model
     from rvoslib.inference import segment_video
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT
 
     if rt.fast:
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
     DATA = ROOT / "data_samples"
-    TINY_CLIP = DATA / "tiny_clip/rvos-tiny-shapes.pt"
+    TINY_CLIP = ROOT / TINY_CLIP_CHECKPOINT
 """))
 
 # ----------------------------------------------------------------------------- 1. config

@@ -45,14 +45,15 @@ nb.code(setup_cell(r"""
     from rvoslib.evaluate import (evaluate_model, evaluate_ref_davis17, predict_records, score_prediction, scorable,
                                   summarize_scores)
     from rvoslib.io import read_mask
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_RVOS_CHECKPOINT
 
     if rt.fast:
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
 
     DATA = ROOT / "data_samples"
     if rt.fast:
-        CHECKPOINT = DATA / "tiny_rvos/rvos-tiny-synthetic.pt"
-        PRETRAINED = str(DATA / "tiny_clip/rvos-tiny-shapes.pt")  # absolute: the checkpoint's stored path may be relative
+        CHECKPOINT = ROOT / TINY_RVOS_CHECKPOINT
+        PRETRAINED = str(ROOT / TINY_CLIP_CHECKPOINT)  # absolute: the checkpoint's stored path may be relative
     else:
         CHECKPOINT = Path(os.environ.get("RVOSLIB_CHECKPOINT", ROOT / "runs/b16/best.pt"))
         PRETRAINED = os.environ.get("RVOSLIB_PRETRAINED", "openai")

@@ -40,8 +40,8 @@ shipped tiny pretrained CLIP for the live run. Full mode (`RVOSLIB_MODE=full`) r
 study with 600 steps and 3 seeds per variant instead of reading the file; it was not run where
 this notebook was written.
 
-**Time:** a few seconds with `benchmarks/ablations.json`; about 60-90 s on a laptop CPU for the
-reduced live run.
+**Time:** about 5 s with `benchmarks/ablations.json`; about a minute for the reduced live run
+(57 s measured on 2 CPU cores).
 """)
 
 nb.code(setup_cell(r"""
@@ -57,11 +57,12 @@ nb.code(setup_cell(r"""
     from rvoslib import viz
     from rvoslib.config import apply_overrides, get_preset
     from rvoslib.engine import read_log, train
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT
 
     if rt.fast:
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
     DATA = ROOT / "data_samples"
-    TINY_CLIP = DATA / "tiny_clip/rvos-tiny-shapes.pt"
+    TINY_CLIP = ROOT / TINY_CLIP_CHECKPOINT
     ABLATIONS_JSON = ROOT / "benchmarks/ablations.json"  # the full study's results (python -m benchmarks.ablations)
     WORK = tempfile.TemporaryDirectory(prefix="rvoslib-nb09-")  # run folders; removed by the last cell
     KINDS = ("appearance", "motion", "relation")

@@ -43,12 +43,13 @@ nb.code(setup_cell(r"""
     from rvoslib import viz
     from rvoslib.checkpoint import model_from_checkpoint
     from rvoslib.inference import save_masks, segment_video, write_overlay
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_RVOS_CHECKPOINT
 
     DATA = ROOT / "data_samples"
     if rt.fast:
         torch.set_num_threads(1)  # the tiny model's tensors are small: threads cost more than they bring on a CPU
-        CHECKPOINT = DATA / "tiny_rvos/rvos-tiny-synthetic.pt"
-        PRETRAINED = str(DATA / "tiny_clip/rvos-tiny-shapes.pt")  # absolute: the checkpoint's stored path may be relative
+        CHECKPOINT = ROOT / TINY_RVOS_CHECKPOINT
+        PRETRAINED = str(ROOT / TINY_CLIP_CHECKPOINT)  # absolute: the checkpoint's stored path may be relative
     else:
         CHECKPOINT = Path(os.environ.get("RVOSLIB_CHECKPOINT", ROOT / "runs/b16/best.pt"))
         PRETRAINED = os.environ.get("RVOSLIB_PRETRAINED", "openai")
