@@ -115,6 +115,20 @@ def frozen_out_proj(attn: nn.MultiheadAttention, out: torch.Tensor) -> torch.Ten
     return F.linear(rearrange(out, "n h s c -> n s (h c)"), attn.out_proj.weight, attn.out_proj.bias)
 
 
+def _add_to_leading(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``update (n, M, D)`` added to its first M tokens ``x[:, :M]``; ``x (n, S, D)``.
+
+    Stage 1 reads ``x[:, :M].contiguous()``: a copy when M < S (then the add is done in place,
+    with no ``(n, S, D)`` concatenation), but ``x`` itself when M == S (a frame of CLS and
+    patches only, no history or prompts). Stage 1's LayerNorm saved that tensor for backward,
+    so in that case the add must not be in place.
+    """
+    if update.shape[1] == x.shape[1]:
+        return x + update
+    x[:, :update.shape[1]].add_(update)  # x[:, :M] was copied before stage 1 read it
+    return x
+
+
 # --------------------------------------------------------------------------- stage 1
 
 
@@ -336,11 +350,8 @@ class PromptedVisionEncoder(nn.Module):
         if str(layer) in self.stage1:
             with record_function("rvoslib.vision.stage1"):
                 n_vis = 1 + self.grid_size[0] * self.grid_size[1]  # CLS + patches
-                # a contiguous copy (LayerNorm makes one anyway) so the in-place add below leaves
-                # the tensor that LayerNorm saves for backward untouched
-                vis = x[:, :n_vis].contiguous()  # (B*T, 1+N, D_v)
-                update, weights = self.stage1[str(layer)](vis, words, keep, rec is not None)
-                x[:, :n_vis].add_(update)  # in place: no (B*T, S_f, D_v) concatenation
+                update, weights = self.stage1[str(layer)](x[:, :n_vis].contiguous(), words, keep, rec is not None)
+                x = _add_to_leading(x, update)  # (B*T, S_f, D_v)
             if rec is not None:
                 rec["stage1"] = rearrange(weights[:, 1:], "(b t) n l -> b t n l", b=batch)  # (B, T, N, L)
         return x + block.ls_2(block.mlp(block.ln_2(x)))

@@ -175,3 +175,20 @@ def test_checkpoint_round_trip_and_export(tmp_path, tiny_model):
     with pytest.raises(CheckpointFormatError, match="another config"):
         from rvoslib.checkpoint import load_model_weights
         load_model_weights(build_model(other.model), load_checkpoint(path))
+
+
+def test_frozen_clip_without_prompts_trains():
+    """The "frozen CLIP, no prompts" baseline: stage 1 on, no vision/temporal/history tokens.
+
+    The frame sequence is then CLS + patches only; stage 1's update must not change in place a
+    tensor that its LayerNorm saved for backward (it used to: "modified by an inplace operation").
+    """
+    cfg = get_preset("tiny").model
+    cfg.prompts.use_vision = cfg.prompts.use_temporal = cfg.prompts.use_history = False
+    cfg.vision.stage1 = True
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    out = model(_clip(b=1, t=2), model.tokenize(["the red circle"]))
+    _loss(out).backward()
+    alphas = [p.grad for n, p in model.named_parameters() if n.endswith(".alpha")]
+    assert alphas and all(g is not None and g.abs().sum() > 0 for g in alphas)
