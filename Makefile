@@ -18,8 +18,8 @@ setup: $(STAMP)  ## create .venv and install rvoslib with the notebook and dev e
 lab: $(STAMP)  ## open the notebook series in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-demo: $(STAMP)  ## headless: segment a bundled clip with the shipped tiny model and write an overlay GIF
-	$(BIN)/rvoslib segment data_samples/synthetic/valid/JPEGImages/valid_00000 "the small triangle" "the red shape that moves up" --checkpoint data_samples/tiny_rvos/rvos-tiny-synthetic.pt --out runs/demo/valid_00000.gif
+demo: $(STAMP)  ## headless: segment a bundled clip with the shipped tiny model; GIF with one labelled panel per sentence
+	$(BIN)/rvoslib segment data_samples/synthetic/valid/JPEGImages/valid_00000 "the small triangle" "the red shape that moves up" --checkpoint data_samples/tiny_rvos/rvos-tiny-synthetic.pt --panels --fps 4 --out runs/demo/valid_00000.gif
 
 test: $(STAMP)  ## every test: unit tests and the notebooks (fast mode, CPU)
 	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval -p no:cacheprovider

@@ -18,9 +18,9 @@ The window is the memory knob: activation memory grows with ``window x batch`` w
 the result does not need more than one window of frames on the device at a time.
 
 Results come back as a :class:`SegmentationResult` (``masks (K, T, H, W)`` bool, K
-sentences), which :func:`write_overlay` turns into an mp4/GIF and :func:`save_masks`
-into palette PNGs. ``add_segment_arguments`` / ``run_segment`` are the
-``rvoslib segment`` command.
+sentences), which :func:`write_overlay` turns into an mp4, a GIF or a PNG folder
+(:func:`write_panels`: one labelled panel per sentence) and :func:`save_masks` into
+palette PNGs. ``add_segment_arguments`` / ``run_segment`` are the ``rvoslib segment`` command.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,8 @@ from einops import repeat
 
 from rvoslib.data.dataset import eval_windows
 from rvoslib.data.transforms import frames_to_tensor, normalize, resize_frames
-from rvoslib.io import IMAGE_EXTENSIONS, read_video, write_mask, write_video
+from rvoslib.io import IMAGE_EXTENSIONS, read_video, write_image, write_mask, write_video
+from rvoslib.panels import DEFAULT_PANEL_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -519,30 +522,130 @@ def overlay(result: SegmentationResult, frames: Any = None, alpha: float = 0.5) 
     return overlay_masks(frames, list(result.masks), alpha=alpha)
 
 
+def output_fps(result: SegmentationResult, fps: Optional[float] = None) -> float:
+    """``fps``, else the source's frame rate divided by the stride, else ``DEFAULT_FPS``."""
+    if fps is not None:
+        return fps
+    return result.source_fps / result.stride if result.source_fps else DEFAULT_FPS
+
+
+def check_output_path(path: PathLike, source: Optional[PathLike], what: str = "output") -> Path:
+    """``path``, unless it is the video ``source`` or a folder holding it (writing there would destroy it)."""
+    path = Path(path)
+    if source is not None:
+        target, video = path.resolve(), Path(source).resolve()
+        if target == video or target in video.parents:
+            raise ValueError(f"{what} {str(path)!r} is the input video {str(source)!r} or a folder holding it: "
+                             "writing there would destroy the input; choose another path")
+    return path
+
+
+def write_images(path: PathLike, images: np.ndarray, fps: float, names: Sequence[str]) -> Path:
+    """Write (T, H, W, 3) uint8 images as an mp4 / GIF (by extension) or, for a path without
+    extension, as a folder of PNGs ``<path>/<name>.png``; atomically either way."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        raise ValueError(f"output {str(path)!r} is a single image; write .mp4, .gif, or a folder (a path "
+                         f"without extension, e.g. {str(path.with_suffix(''))!r}) of one PNG per frame")
+    if suffix:
+        write_video(path, images, fps=fps)
+    else:
+        write_png_folder(path, images, names)
+    return path
+
+
+def write_png_folder(folder: PathLike, images: np.ndarray, names: Sequence[str]) -> Path:
+    """Write ``folder/<name>.png`` for each (H, W, 3) image.
+
+    The frames go to a temporary sibling folder that replaces ``folder`` only once all of them
+    are written, so a failure leaves an earlier folder untouched. An existing ``folder`` may only
+    hold PNG files (an earlier output): anything else is an error, not deleted.
+    """
+    folder = Path(folder)
+    if len(names) != len(images):
+        raise ValueError(f"got {len(names)} frame names for {len(images)} images")
+    if folder.exists():
+        if not folder.is_dir():
+            raise NotADirectoryError(f"output {str(folder)!r} exists and is not a folder")
+        other = next((p for p in folder.iterdir() if not (p.is_file() and p.suffix.lower() == ".png")), None)
+        if other is not None:
+            raise FileExistsError(f"output folder {str(folder)!r} holds {other.name!r}, not only PNG frames of an "
+                                  "earlier output; choose a new or empty folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = tmp.with_name(tmp.name + ".old")
+    try:
+        for name, image in zip(names, images):
+            write_image(tmp / f"{name}.png", image)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; give the usual folder permissions
+        if folder.exists():
+            folder.rename(old)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if old.exists():
+                old.rename(folder)  # put the earlier output back
+            raise
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+    return folder
+
+
 def write_overlay(result: SegmentationResult, frames: Any, path: PathLike, fps: Optional[float] = None,
                   alpha: float = 0.5) -> Path:
-    """Write the mask overlay as an mp4 or a GIF (chosen by the extension of ``path``).
+    """Write the mask overlay as an mp4 or a GIF (by the extension of ``path``) or a PNG folder.
 
     Args:
         result: from :func:`segment_video`.
         frames: (T, H, W, 3) uint8 frames of the result, a video path, or None to re-read
             ``result.source``.
-        path: ``.mp4`` (H.264) or ``.gif``.
+        path: ``.mp4`` (H.264), ``.gif``, or a path without extension: a folder of
+            ``<frame name>.png``.
         fps: frame rate (default: the source's rate divided by the stride, else 10).
         alpha: mask opacity.
     Returns:
-        the written path. Sentence k gets palette colour k + 1 (k = 0: red, 1: green, 2: yellow...).
+        the written path. Sentence k gets palette colour k + 1 (k = 0: red, 1: green, 2: yellow...);
+        :func:`write_panels` writes one labelled panel per sentence instead.
     """
     from rvoslib.viz import palette
 
-    if fps is None:
-        fps = result.source_fps / result.stride if result.source_fps else DEFAULT_FPS
+    path = check_output_path(path, result.source)
     images = overlay(result, frames, alpha)
-    write_video(path, images, fps=fps)
+    write_images(path, images, output_fps(result, fps), result.frame_names)
     colours = palette(len(result.sentences))
     for sentence, colour in zip(result.sentences, colours):
         logger.info("overlay colour RGB%s: %r", tuple(int(c) for c in colour), sentence)
-    return Path(path)
+    return path
+
+
+def write_panels(result: SegmentationResult, frames: Any, path: PathLike, fps: Optional[float] = None,
+                 panel_size: int = DEFAULT_PANEL_SIZE, frame_counter: bool = True) -> Path:
+    """Write one panel per sentence, side by side: each frame with that sentence's mask and the
+    sentence written above it (``rvoslib.panels.compose_panels``), as mp4 / GIF / PNG folder.
+
+    Args:
+        result, frames, path, fps: as in :func:`write_overlay`.
+        panel_size: small frames are enlarged (nearest-neighbour, whole factor) until each
+            panel's short side is at least this many pixels; larger frames keep their size.
+        frame_counter: write "frame t / T" under the panels.
+    Returns:
+        the written path. Holds P times the overlay's pixels in memory (P sentences).
+    """
+    from rvoslib.panels import compose_panels
+
+    path = check_output_path(path, result.source)
+    total = result.num_frames
+    labels = [f"frame {t + 1} / {total}" for t in range(total)] if frame_counter else None
+    images = compose_panels(_frames_for(result, frames), result.masks, result.sentences,
+                            panel_size=panel_size, frame_labels=labels)
+    write_images(path, images, output_fps(result, fps), result.frame_names)
+    logger.info("panels of %dx%d pixels, one per sentence", images.shape[2], images.shape[1])
+    return path
 
 
 def save_masks(result: SegmentationResult, out_dir: PathLike) -> Path:
@@ -565,12 +668,14 @@ def save_masks(result: SegmentationResult, out_dir: PathLike) -> Path:
 
 SEGMENT_HELP = """\
 Segment the object each sentence refers to in every frame of a video, and write an
-overlay video (mp4 or GIF) and/or the masks as PNGs. The video is a frames folder, a
+overlay (mp4, GIF or a folder of PNGs) and/or the masks as PNGs. With --panels the
+overlay has one labelled panel per sentence, side by side. The video is a frames folder, a
 DAVIS sequence folder (with JPEGImages/) or a video file. Needs a trained checkpoint.
 
 examples:
   rvoslib segment data_samples/davis/blackswan "a black feathered swan" --checkpoint runs/x/best.pt --out swan.mp4
   rvoslib segment clip.mp4 "the dog on the left" "the person" --checkpoint runs/x/best.pt --masks masks/
+  rvoslib segment clip.mp4 "the dog on the left" "the person" --checkpoint runs/x/best.pt --panels --out dogs.gif
 """
 
 
@@ -616,13 +721,43 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sentences", nargs="+", metavar="SENTENCE", help="referring expression(s), quoted")
     add_inference_options(parser)
     parser.add_argument("--out", type=Path, default=None,
-                        help="overlay video to write, .mp4 or .gif (default: <video name>_segmented.mp4 "
-                             "unless --masks is given)")
+                        help="overlay to write: .mp4, .gif, or a path without extension for a folder of one PNG "
+                             "per frame (default: <video name>_segmented.mp4 unless --masks is given)")
+    parser.add_argument("--panels", action="store_true",
+                        help="write one panel per sentence side by side instead of one frame with every mask: "
+                             "each panel shows that sentence's mask in its own bright colour, outlined, with the "
+                             "sentence written above it; small frames are enlarged (see --panel-size)")
+    parser.add_argument("--panel-size", type=_pixels, default=None, metavar="PIXELS",
+                        help=f"with --panels: enlarge small frames (nearest-neighbour, by a whole factor) until "
+                             f"each panel's short side is at least PIXELS; larger frames keep their size, they "
+                             f"are never shrunk (default: {DEFAULT_PANEL_SIZE})")
+    parser.add_argument("--no-frame-counter", dest="frame_counter", action="store_false",
+                        help="with --panels: leave out the 'frame t / T' line under the panels")
     parser.add_argument("--masks", type=Path, default=None, help="folder for the mask PNGs (<k>/<frame>.png)")
     parser.add_argument("--fps", type=float, default=None, help="overlay frame rate (default: the source's, else 10)")
     parser.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default: 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="segment at most this many frames")
     parser.set_defaults(func=run_segment)
+
+
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels >= 1, got {text}")
+    return value
+
+
+def check_panel_options(args: argparse.Namespace, out: Optional[Path]) -> None:
+    """--panel-size and --no-frame-counter need --panels, and --panels needs an overlay (--out)."""
+    if not args.panels:
+        if args.panel_size is not None or not args.frame_counter:
+            option = "--panel-size" if args.panel_size is not None else "--no-frame-counter"
+            raise ValueError(f"{option} only applies to panels: add --panels")
+    elif out is None:
+        raise ValueError("--panels draws the overlay: give --out (.mp4, .gif or a folder for PNGs)")
 
 
 def require_checkpoint(checkpoint: Optional[PathLike], command: str) -> Path:
@@ -647,13 +782,21 @@ def run_segment(args: argparse.Namespace) -> int:
     out = args.out
     if out is None and args.masks is None:
         out = Path(f"{Path(args.video).name or 'video'}_segmented.mp4")
+    check_panel_options(args, out)
+    for path, what in ((out, "--out"), (args.masks, "--masks")):
+        if path is not None:
+            check_output_path(path, video, what)
     result = segment_video(video, sentences, str(checkpoint), window=args.window, stride=args.stride,
                            max_frames=args.max_frames, device=device, dtype=parse_dtype(args.dtype, device),
                            threshold=args.threshold, batch_size=args.batch_size, progress=args.progress,
                            pretrained=args.pretrained)
     for sentence, share in zip(result.sentences, result.coverage()):
         logger.info("%5.1f%% of the pixels: %r", 100 * share, sentence)
-    if out is not None:
+    if out is not None and args.panels:
+        write_panels(result, None, out, fps=args.fps, panel_size=args.panel_size or DEFAULT_PANEL_SIZE,
+                     frame_counter=args.frame_counter)
+        logger.info("wrote panels %s", out)
+    elif out is not None:
         write_overlay(result, None, out, fps=args.fps)
         logger.info("wrote overlay %s", out)
     if args.masks is not None:

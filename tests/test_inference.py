@@ -24,6 +24,7 @@ from rvoslib.inference import (
     segment_frames,
     segment_video,
     write_overlay,
+    write_panels,
 )
 from rvoslib.io import read_mask, read_video
 from rvoslib.model import build_model
@@ -303,3 +304,83 @@ def test_cli_segment_needs_a_checkpoint(tmp_path):
                                         str(tmp_path / "nope.pt")])
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         run_segment(args)
+
+
+# ----------------------------------------------------------------------------- panels (--panels)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4", ""])  # "": a folder of PNGs
+def test_write_panels(tmp_path, suffix):
+    from rvoslib.panels import GAP
+
+    frames = np.full((3, 24, 32, 3), 60, dtype=np.uint8)
+    result = stub_result(frames)
+    path = write_panels(result, frames, tmp_path / f"panels{suffix}", fps=5)
+    written, names = read_video(path)
+    scale = 11  # the smallest whole factor that makes the 24 px side >= 256
+    assert written.shape[0] == 3 and written.shape[2] == 2 * 32 * scale + GAP
+    assert written.shape[1] > 24 * scale  # plus the sentences above and the frame counter below
+    if not suffix:
+        assert names == result.frame_names
+
+
+def test_png_folder_output_replaces_only_an_earlier_output(tmp_path, monkeypatch):
+    from rvoslib import inference
+
+    frames = np.full((2, 10, 14, 3), 60, dtype=np.uint8)
+    result = stub_result(frames)
+    folder = tmp_path / "overlay"
+    write_overlay(result, frames, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
+    (folder / "stale.png").write_bytes(b"")
+    write_panels(result, frames, folder)  # replaces the earlier output as a whole
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
+    real_write_image = inference.write_image
+
+    def fail_on_second(path, image, **kwargs):
+        if path.name == "00001.png":
+            raise OSError("disk full")
+        real_write_image(path, image, **kwargs)
+
+    monkeypatch.setattr(inference, "write_image", fail_on_second)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(OSError, match="disk full"):
+        write_overlay(result, frames, folder)  # a failed write leaves the earlier output as it was
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["overlay"]  # no temporary folder left behind
+    monkeypatch.undo()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        write_overlay(result, frames, folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="single image.*folder"):
+        write_panels(result, frames, tmp_path / "frame.png")
+
+
+def test_cli_segment_panels_gif(tmp_path, tiny_checkpoint):
+    from rvoslib.panels import GAP
+
+    out = tmp_path / "demo.gif"
+    args = segment_parser().parse_args([
+        str(SAMPLES / "synthetic/valid/JPEGImages/valid_00000"), "the small triangle", "the red shape that moves up",
+        "--checkpoint", str(tiny_checkpoint), "--panels", "--out", str(out), "--max-frames", "3",
+        "--device", "cpu", "--no-progress",
+    ])
+    assert run_segment(args) == 0
+    written, _ = read_video(out)
+    assert written.shape[0] == 3 and written.shape[2] == 2 * 256 + GAP  # two 64 px frames enlarged 4 x
+    assert 256 < written.shape[1] < 400
+
+
+def test_cli_segment_panel_errors(tmp_path, tiny_checkpoint):
+    video = SAMPLES / "synthetic/valid/JPEGImages/valid_00000"
+    common = [str(video), "x", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--no-progress"]
+    with pytest.raises(ValueError, match="--panel-size only applies to panels"):
+        run_segment(segment_parser().parse_args(common + ["--panel-size", "300", "--out", str(tmp_path / "a.gif")]))
+    with pytest.raises(ValueError, match="--panels draws the overlay: give --out"):
+        run_segment(segment_parser().parse_args(common + ["--panels", "--masks", str(tmp_path / "m")]))
+    with pytest.raises(ValueError, match="would destroy the input"):
+        run_segment(segment_parser().parse_args(common + ["--panels", "--out", str(video.parent)]))
+    with pytest.raises(SystemExit):
+        segment_parser().parse_args(common + ["--panels", "--panel-size", "0"])
+    assert not (tmp_path / "a.gif").exists()
