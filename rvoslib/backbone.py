@@ -47,6 +47,8 @@ from .config import BackboneConfig
 logger = logging.getLogger(__name__)
 
 TINY_MODEL_NAME = "rvos-tiny"
+TINY_SCENES_MODEL_NAME = "rvos-tiny2"  # the grown tiny CLIP pretrained on scenes (rvoslib.pretrain)
+TINY_MODEL_NAMES = (TINY_MODEL_NAME, TINY_SCENES_MODEL_NAME)  # rvoslib's configs in model_configs/
 _MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
 PROBE_TIMEOUT_S = 3.0  # how long the network probe may take before weights count as unreachable
@@ -64,11 +66,12 @@ class CheckpointError(ValueError):
 
 
 def register_tiny_config() -> None:
-    """Register rvoslib's model configs (``rvos-tiny``) with open_clip; idempotent."""
+    """Register rvoslib's model configs (``rvos-tiny``, ``rvos-tiny2``) with open_clip; idempotent."""
     import open_clip
 
-    if TINY_MODEL_NAME not in open_clip.list_models():
-        open_clip.add_model_config(_MODEL_CONFIG_DIR / f"{TINY_MODEL_NAME}.json")
+    for name in TINY_MODEL_NAMES:
+        if name not in open_clip.list_models():
+            open_clip.add_model_config(_MODEL_CONFIG_DIR / f"{name}.json")
 
 
 def model_config(model_name: str) -> dict:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MODES = ("fast", "full", "auto")
 TINY_CLIP_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-shapes.pt"  # the shipped tiny pretrained CLIP
 TINY_RVOS_CHECKPOINT = "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"  # the shipped tiny VLP-RVOS (on that CLIP)
+TINY_CLIP_SCENES_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-scenes.pt"  # tiny CLIP v2, pretrained on scenes
+TINY_CLIP_SCENES_MODEL = "rvos-tiny2"  # its open_clip config (rvoslib/model_configs/rvos-tiny2.json)
 
 
 @dataclass(frozen=True)

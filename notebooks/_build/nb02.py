@@ -152,7 +152,10 @@ exactly as CLIP is trained, only smaller:
 * AdamW with warm-up and cosine decay.
 
 The shipped checkpoint is 1500 such steps (about 5 minutes on one CPU thread); its sidecar JSON
-records the exact command, the loss curve and held-out measurements. Here are 100 steps of the same
+records the exact command, the loss curve and held-out measurements. (That command predates two
+options: today it reads `rvoslib pretrain --data shapes --model rvos-tiny ...`, because the defaults
+now make version 2, a larger tiny CLIP pretrained on multi-object scenes with scene captions,
+`data_samples/tiny_clip/rvos-tiny-scenes.pt`; see the README there.) Here are 100 steps of the same
 recipe live (same seed, learning rate and batch size; 4 000 training pairs instead of 20 000 and a
 shorter schedule):
 """)
@@ -161,8 +164,8 @@ nb.code(r"""
 print("shipped run:", sidecar["command"])
 live_steps = 100
 train_images, train_captions, _ = make_caption_pairs(4000, seed=sidecar["seed"])
-live_clip = pretrain.build_tiny_clip(sidecar["seed"])  # random init, trainable
-live_losses = pretrain.train(live_clip, train_images, train_captions, steps=live_steps,
+live_clip = pretrain.build_tiny_clip(sidecar["seed"], sidecar["model_name"])  # random init, trainable ("rvos-tiny")
+live_losses = pretrain.train(live_clip, pretrain.PairPool(train_images, train_captions), steps=live_steps,
                              batch_size=sidecar["batch_size"], seed=sidecar["seed"], lr=sidecar["lr"],
                              warmup_steps=15, weight_decay=sidecar["weight_decay"])
 live_retrieval = pretrain.retrieval_accuracy(live_clip, eval_images, eval_captions, captions48, eval_labels)

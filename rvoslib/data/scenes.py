@@ -1,0 +1,259 @@
+"""Still multi-object scenes with scene captions, for the tiny CLIP's contrastive pretraining.
+
+A scene is one frame as the RVOS videos of :mod:`rvoslib.data.synthetic` look: 2-4 coloured
+shapes on a plain grey background (20-75), drawn and placed by that module's own functions
+(same appearances, including twins; same spacing and visibility rules), without motion: CLIP
+is image-level. Each object is a ``ShapeObject`` with one centre (``centres`` of shape (1, 2)).
+
+A caption names one or more objects of the scene by some of their attributes (size, colour,
+shape, or the nouns "shape" / "object"), sometimes with a spatial relation between two of
+them (left of / right of / above / below, true by ``synthetic._relation_holds``), or with the
+number of objects, in varied templates and word orders:
+
+    "a red circle to the left of a small blue square"   "the large yellow object"
+    "a small blue square and a red circle"              "three shapes: a circle, a red square and a diamond"
+    "a scene with a green triangle below the white shape"
+
+Each caption is built from a ``spec`` ({"mentions": [attrs, ...], "relation": None | type,
+"count": None | n}) and :func:`caption_holds` tells whether a spec is true of any list of
+objects. Training batches use it to keep contrastive targets exact: :func:`choose_captions`
+gives every image a caption that is false for every other image of the batch (no false
+negatives), and :func:`make_scene_pool` pairs many scenes with an *attribute-swapped* copy
+(same layout, two objects' colours, shapes or sizes exchanged), so a batch holds hard
+negatives that only attribute binding tells apart.
+
+Deterministic by seed: scene ``i`` of a pool uses ``np.random.default_rng([seed, crc32("scenes"), i])``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from rvoslib.data.synthetic import (
+    _DESCRIPTIONS,
+    _NOUNS,
+    _RELATION_PHRASES,
+    COLOURS,
+    RELATIONS,
+    SIZES,
+    ShapeObject,
+    SyntheticOptions,
+    _appearances,
+    _far_enough,
+    _matches,
+    _place_objects,
+    _relation_holds,
+    _visible_enough,
+    render_frames,
+)
+
+_SALT = zlib.crc32(b"scenes")
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+# attribute subsets naming one object, with their probabilities (colour + shape most often)
+_MENTION_KEYS = [k for k in _DESCRIPTIONS if k]  # shape, colour, colour+shape, size+shape, size+colour, all three
+_MENTION_WEIGHTS = np.array([0.1, 0.08, 0.32, 0.1, 0.1, 0.3])
+SWAPPABLE = ("colour", "shape", "size")
+
+
+@dataclass
+class Scene:
+    """One still scene: image (S, S, 3) uint8, id_map (S, S) uint8 (0 = background, k = object k),
+    objects (drawn in list order, later ones in front), background grey level."""
+
+    image: np.ndarray
+    id_map: np.ndarray
+    objects: list[ShapeObject]
+    background: int
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def _render(objects: Sequence[ShapeObject], size: int, background: int) -> Scene | None:
+    """Draw objects; None when one keeps less than 60% of its pixels visible."""
+    frames, id_maps = render_frames(objects, size, [background] * 3)
+    if not _visible_enough(objects, id_maps, size):
+        return None
+    return Scene(frames[0], id_maps[0], list(objects), background)
+
+
+def generate_scene(rng: np.random.Generator, size: int = 64, min_objects: int = 2, max_objects: int = 4,
+                   twin_prob: float = 0.5) -> Scene:
+    """One scene, composed with ``synthetic``'s rules (appearances, spacing, visibility)."""
+    options = SyntheticOptions(num_frames=1, size=size, min_objects=min_objects, max_objects=max_objects,
+                               twin_prob=twin_prob)
+    for _ in range(200):
+        num_objects = int(rng.integers(min_objects, max_objects + 1))
+        appearances = _appearances(rng, num_objects, options)
+        objects = _place_objects(rng, appearances, ["static"] * num_objects, options)
+        if objects is None:
+            continue
+        scene = _render(objects, size, int(rng.integers(20, 75)))
+        if scene is not None:
+            return scene
+    raise RuntimeError("could not compose a scene")  # pragma: no cover
+
+
+def swap_attribute(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    """The same layout with one attribute (colour, shape or size) exchanged between two objects
+    that differ in it: the hard negative of ``scene``. None when no valid swap exists."""
+    size = scene.image.shape[0]
+    for attribute in rng.permutation(SWAPPABLE):
+        pairs = [(i, j) for i, j in itertools.combinations(range(len(scene.objects)), 2)
+                 if getattr(scene.objects[i], attribute) != getattr(scene.objects[j], attribute)]
+        if not pairs:
+            continue
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        objects = list(scene.objects)
+        a, b = objects[i], objects[j]
+        objects[i] = replace(a, **{attribute: getattr(b, attribute)})
+        objects[j] = replace(b, **{attribute: getattr(a, attribute)})
+        if attribute == "size":
+            objects[i].radius, objects[j].radius = b.radius, a.radius
+            if not all(_far_enough(p, q) for p, q in itertools.combinations(objects, 2)):
+                continue
+        swapped = _render(objects, size, scene.background)
+        if swapped is not None:
+            return swapped
+    return None
+
+
+def make_scene_pool(num_images: int, seed: int, size: int = 64, swap_prob: float = 0.5
+                    ) -> tuple[np.ndarray, list[Scene], list[list[int]]]:
+    """About ``num_images`` scenes; with probability ``swap_prob`` a scene comes with its swapped copy.
+
+    Returns images (n, S, S, 3) uint8, the n scenes, and groups: lists of image indices that
+    belong together (a scene alone, or a scene and its swapped copy) for batching.
+    """
+    scenes: list[Scene] = []
+    groups: list[list[int]] = []
+    index = 0
+    while len(scenes) < num_images:
+        rng = np.random.default_rng([int(seed), _SALT, index])
+        index += 1
+        scene = generate_scene(rng, size)
+        partner = swap_attribute(scene, rng) if rng.random() < swap_prob else None
+        members = [scene] if partner is None or len(scenes) + 2 > num_images else [scene, partner]
+        groups.append(list(range(len(scenes), len(scenes) + len(members))))
+        scenes += members
+    images = np.stack([s.image for s in scenes]) if scenes else np.zeros((0, size, size, 3), np.uint8)
+    return images, scenes, groups
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def caption_holds(spec: dict, objects: Sequence[ShapeObject]) -> bool:
+    """Whether a caption spec is true of a scene: distinct objects match its mentions (and the
+    relation holds from the first mentioned object to the second; the count equals the number
+    of objects)."""
+    if spec.get("count") is not None and spec["count"] != len(objects):
+        return False
+    mentions = spec["mentions"]
+    if not all(any(_matches(o, m) for o in objects) for m in mentions):  # fast rejection
+        return False
+    for chosen in itertools.permutations(objects, len(mentions)):
+        if all(_matches(o, m) for o, m in zip(chosen, mentions)):
+            if spec.get("relation") is None or _relation_holds(spec["relation"], chosen[0], chosen[1]).all():
+                return True
+    return False
+
+
+def _noun_phrase(attrs: dict, rng: np.random.Generator) -> str:
+    """ "small red circle", "red shape", "large object" (no article)."""
+    words = [attrs[k] for k in ("size", "colour") if k in attrs]
+    return " ".join(words + [attrs.get("shape") or str(rng.choice(_NOUNS))])
+
+
+def _with_article(phrase: str, article: str) -> str:
+    return f"an {phrase}" if article == "a" and phrase[0] in "aeiou" else f"{article} {phrase}"
+
+
+def _listing(phrases: Sequence[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def caption_text(spec: dict, rng: np.random.Generator) -> str:
+    """A sentence for a spec, in one of several templates (the first two mentions in either order
+    unless a relation ties them)."""
+    article = "the" if rng.random() < 0.3 else "a"
+    phrases = [_with_article(_noun_phrase(m, rng), article) for m in spec["mentions"]]
+    if spec.get("relation") is not None:
+        body = f"{phrases[0]} {rng.choice(_RELATION_PHRASES[spec['relation']])} {phrases[1]}"
+        if len(phrases) > 2:
+            body = _listing([body, *phrases[2:]])
+    else:
+        body = _listing([phrases[k] for k in rng.permutation(len(phrases))])
+    if spec.get("count") is not None:
+        noun = str(rng.choice(["shapes", "objects"]))
+        return f"{NUMBER_WORDS[spec['count']]} {noun}: {body}"
+    return str(rng.choice(["{}", "{}", "a scene with {}", "an image of {}"])).format(body)
+
+
+def random_caption_spec(objects: Sequence[ShapeObject], rng: np.random.Generator) -> dict:
+    """A true caption spec for a scene: 1 to all of its distinct-appearance objects, each by an
+    attribute subset; a relation between the first two when one holds (60%); the count when
+    every object is mentioned (50%)."""
+    distinct: dict[tuple, ShapeObject] = {}
+    for o in rng.permutation(len(objects)):
+        distinct.setdefault(objects[o].appearance(), objects[o])
+    pool = list(distinct.values())
+    k = int(rng.integers(1, len(pool) + 1)) if rng.random() < 0.7 else min(2, len(pool))
+    chosen = pool[:k]
+    mentions = [{key: getattr(o, key) for key in _MENTION_KEYS[rng.choice(len(_MENTION_KEYS), p=_MENTION_WEIGHTS)]}
+                for o in chosen]
+    relation = None
+    if k >= 2 and rng.random() < 0.6:
+        holding = [r for r in RELATIONS if _relation_holds(r, chosen[0], chosen[1]).all()]
+        relation = str(rng.choice(holding)) if holding else None
+    count = len(objects) if k == len(objects) and rng.random() < 0.5 else None
+    return {"mentions": mentions, "relation": relation, "count": count}
+
+
+def choose_captions(scenes: Sequence[Scene], rng: np.random.Generator, tries: int = 12) -> list[str | None]:
+    """One caption per scene, true of it and false of every other scene of the list (so the
+    contrastive targets of a batch are exact), all different; None where ``tries`` draws failed."""
+    captions: list[str | None] = []
+    for k, scene in enumerate(scenes):
+        found = None
+        for _ in range(tries):
+            spec = random_caption_spec(scene.objects, rng)
+            if not any(caption_holds(spec, other.objects) for j, other in enumerate(scenes) if j != k):
+                text = caption_text(spec, rng)
+                if text not in captions:
+                    found = text
+                    break
+        captions.append(found)
+    return captions
+
+
+def sample_scene_batch(scenes: Sequence[Scene], groups: Sequence[Sequence[int]], batch_size: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """``batch_size`` image indices (whole groups: swapped pairs stay together) and their captions
+    from :func:`choose_captions`; an image without a valid caption is replaced by another one."""
+    order = rng.permutation(len(groups))
+    chosen: list[int] = []
+    for g in order:
+        members = list(groups[g])[: batch_size - len(chosen)]
+        chosen += members
+        if len(chosen) == batch_size:
+            break
+    captions = choose_captions([scenes[i] for i in chosen], rng)
+    spare = iter(i for g in order[::-1] for i in groups[g] if i not in chosen)
+    for k in [k for k, c in enumerate(captions) if c is None]:
+        for candidate in spare:
+            others = [scenes[i] for j, i in enumerate(chosen) if j != k]
+            spec = random_caption_spec(scenes[candidate].objects, rng)
+            text = caption_text(spec, rng)
+            if not any(caption_holds(spec, o.objects) for o in others) and text not in captions:
+                chosen[k], captions[k] = candidate, text
+                break
+    if any(c is None for c in captions):
+        raise RuntimeError(f"could not caption a batch of {batch_size} scenes without false negatives")
+    return np.asarray(chosen), [str(c) for c in captions]
+
