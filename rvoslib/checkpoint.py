@@ -20,6 +20,7 @@ leaves a half file where a good checkpoint was.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -145,9 +146,37 @@ def export_weights(src: PathLike, dst: PathLike, half: bool = False) -> Path:
     return out
 
 
+# Config fields added after checkpoints had been saved, and the value that reproduces what a
+# checkpoint saved without them computed (the new fields' defaults may differ). A missing
+# field takes this value, not the current default; read by ``config_of`` only.
+LEGACY_DEFAULTS = {
+    ("model", "vision", "capture_time_code"): "none",  # no time code in the temporal capture
+    ("model", "vision", "capture_placement"): "attention",  # capture folded into the attention step
+}
+
+
 def config_of(state: dict) -> Config:
-    """The ``Config`` stored in a loaded checkpoint."""
-    return Config.from_dict(state["config"])
+    """The ``Config`` stored in a loaded checkpoint.
+
+    This is the one place where a saved config dict becomes a ``Config`` again: fields that an
+    older checkpoint's config lacks are filled from :data:`LEGACY_DEFAULTS` (the behaviour it was
+    trained with), the others from the current defaults.
+    """
+    return Config.from_dict(_with_legacy_defaults(state["config"]))
+
+
+def _with_legacy_defaults(data: dict) -> dict:
+    """A copy of a saved config dict with every missing field of :data:`LEGACY_DEFAULTS` filled in."""
+    data = copy.deepcopy(data)
+    for *sections, name in LEGACY_DEFAULTS:
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(name, LEGACY_DEFAULTS[(*sections, name)])
+    return data
 
 
 def load_model_weights(model: torch.nn.Module, state: dict, source: str = "checkpoint") -> None:

@@ -57,6 +57,13 @@ class VisionConfig:
     # attend, r -> D_v); None = D_v // 4. Set it to D_v for the full-width cross-attention.
     stage1_dim: Optional[int] = None
     tap_layers: tuple = (3, 7, 9, 11)  # 0-based block indices whose patch tokens are tapped (first = shallow)
+    # time code of the temporal capture, so it sees the frames' order, not just their set:
+    # "learned" (per-frame key and query codes, zero at init) | "sine" (fixed sine codes times a learned
+    # scale, zero at init) | "none" (no code: the capture cannot tell frame order)
+    capture_time_code: str = "learned"
+    # where the temporal capture runs in each block: "attention" (folded into the block's own attention
+    # step, reusing its q/k/v; cheaper) | "after-mlp" (a separate step after the MLP, as the paper's figure)
+    capture_placement: str = "attention"
 
 
 @dataclass

@@ -11,15 +11,12 @@ through the blocks as ``(b t)``. For each ViT block l (open_clip ``ResidualAtten
 whose frozen weights we call directly: ``ln_1``, ``attn.in_proj_*``, ``attn.out_proj``,
 ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``):
 
-1. frozen self-attention with **temporal capture folded in**. ``ln_1`` and the packed
-   q/k/v projection ``attn.in_proj`` run once over every token of every frame
-   ``(B*T, S_f, D_v)``. Every token except the temporal prompts attends within its own
-   frame, exactly as CLIP does; the temporal prompts of all T frames ``(B, T*N_tp)``
-   attend to the keys/values of **all tokens of all frames** ``(B, T*S_f)`` (their own
-   frame's and the others'). Both go through ``attn.out_proj`` and the residual add
-   through ``ls_1``. No new parameters; this is how information moves across frames
-   inside the frozen encoder: the temporal prompts gather from every frame here, and
-   in block l+1 every frame's patches read their own frame's (updated) prompts.
+1. frozen self-attention. ``ln_1`` and the packed q/k/v projection ``attn.in_proj`` run
+   once over every token of every frame ``(B*T, S_f, D_v)``; every token attends within
+   its own frame, exactly as CLIP does, through ``attn.out_proj`` and the residual add
+   through ``ls_1``. With ``vision.capture_placement="attention"`` (the default) the
+   **temporal capture is folded in here**: the temporal prompts' rows are replaced by their
+   capture over the keys/values this step has just computed (see "Temporal capture").
    Then, in the blocks listed by ``vision.stage1_layers``, a new stage-1
    cross-attention from the frame's CLS and patch tokens to the words, added through
    ``tanh(alpha_l)`` with alpha_l = 0 at init, so at step 0 the block computes exactly
@@ -27,26 +24,67 @@ whose frozen weights we call directly: ``ln_1``, ``attn.in_proj_*``, ``attn.out_
    ``vision.stage1_dim`` (default D_v // 4): LayerNorm, queries D_v -> r, words
    D_t -> r (one projection shared by all blocks) -> keys/values r -> 2r per block,
    attention, output r -> D_v;
-2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``) on every token, temporal prompts included.
+2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``) on every token, temporal prompts included;
+3. with ``vision.capture_placement="after-mlp"`` only: the temporal capture as a separate
+   step, as the paper's figure draws it,
+   ``tp = tp + ls_1(attention(q=ln_1(tp), k=ln_1(all tokens of all frames), v=same))``
+   with the block's frozen ``ln_1``, W_q/W_k/W_v/W_o and ``ls_1`` (and the same time code).
 
-Why temporal capture reads the attention step's keys/values (a change from DESIGN
-section 5, which runs a separate capture after the MLP,
-``block.attention(q_x=ln_1(tp), k_x=ln_1(all), v_x=ln_1(all))``): the block has
-already computed ``ln_1`` and the key/value projections of every token of every frame
-for its own self-attention, so a separate capture step recomputed them (+17% of a
-ViT-B block's FLOPs, plus the copies of regrouping every token; measured with
-``benchmarks/run.py`` on ViT-B/16, S=352, T=6, CPU: the vision encoder took 1.37x the
-time of open_clip's ``encode_image`` with the separate step, 1.10x with it folded in,
-same stage 1). Reading them from the attention step costs only the prompts' own
-queries over T*S_f keys (T*N_tp query rows: about 0.1% of a block's FLOPs). It
-uses the same frozen weights (``ln_1``, W_q/W_k/W_v/W_o, ``ls_1``) and adds no
-parameters. What changes: the prompts read the tokens of block l at the attention
-step (as every other query of that attention does) instead of after its MLP, i.e.
-half a block earlier; and each block updates a prompt once (one attention, one MLP,
-the computation the frozen block was trained for) instead of twice (own-frame
-attention, MLP, then a second, cross-frame attention with no MLP after it). The
-cross-frame path is as short as before: what frame 0 tells the prompts in block l
-reaches frame t's patches in block l+1.
+Temporal capture. The temporal prompts of all T frames ``(B, T*N_tp)`` attend to the
+keys/values of **all tokens of all frames** ``(B, T*S_f)`` (their own frame's and the
+others') with block l's own frozen attention weights. This is how information moves
+across frames inside the frozen encoder: the temporal prompts gather from every frame in
+block l, and in block l+1 every frame's patches read their own frame's (updated) prompts.
+Only the temporal prompts' attention is cross-frame; every other token's attention is
+CLIP's, untouched (the parity tests check it).
+
+Time code (``vision.capture_time_code``). Attention is permutation-invariant over its
+keys, so without a code the capture sees the *set* of frames, not their order: it cannot
+tell "moving left" from "moving right". (The only order it could see is indirect: frame
+t's prompts carry the generator's frame embedding, and frame t's patches read them. At
+init, in the tests' tiny model, reversing frames 1..T-1 moves frame 0's features by 1e-5
+or less, replacing them by ~1e-2.) We give the capture a per-frame code on both sides of
+the score, in the space of a block's ``ln_1`` output: ``e_k(t)`` is added to the keys of
+frame t's tokens and ``e_q(t)`` to the queries of frame t's temporal prompts, each mapped
+by the block's frozen projection (``+ W_k e_k(t)``, ``+ W_q e_q(t)``), only inside the
+capture (the within-frame attention never sees them).
+The score of a prompt of frame t to a token of frame s then reads
+
+    (q + W_q e_q(t)) . (k + W_k e_k(s)) = q.k + q.W_k e_k(s) + W_q e_q(t).k + W_q e_q(t).W_k e_k(s)
+
+whose last term is a learned function of (query frame, key frame): a prompt can learn to
+look at "the next frame", not only a per-key-frame bias (a code on the keys alone gives
+``q.W_k e_k(s)``, which does not know the query's own frame). Values get no code: the
+capture reads what the frames contain, and where it reads from is decided by the scores.
+Why one code shared by all blocks, through each block's frozen projections, rather than a
+code per block in query/key space: it costs 2 x max_frames x D_v parameters (98k for
+ViT-B/16, against 1.2M for per-block codes), it is an input code like CLIP's own position
+embedding (which every block also reads through its frozen projections), not a new
+attention weight, and the same code serves both placements. Kinds:
+
+- ``"learned"`` (default): two tables ``(max_frames, D_v)``, zero at init, so at step 0 the
+  model computes what it computed without a code; they do get a gradient at step 0
+  (d score / d e_k(s) = W_k^T q, non-zero), so they learn from the first step;
+- ``"sine"``: a fixed sine table ``(max_frames, D_v)`` (``rvoslib.position``) times a learned
+  scalar for keys and one for queries, zero at init (same step-0 argument); fewer
+  parameters, and defined for any T up to max_frames whether trained on it or not;
+- ``"none"``: no code (the behaviour of checkpoints saved before the option existed).
+
+Placement (``vision.capture_placement``). ``"attention"`` (default) reads the attention
+step's keys/values: the block has already computed ``ln_1`` and the key/value projections
+of every token of every frame for its own self-attention, so the separate step of
+``"after-mlp"`` recomputes them (+17% of a ViT-B block's FLOPs, plus the copies of
+regrouping every token; measured with ``benchmarks/run.py`` on ViT-B/16, S=352, T=6, CPU:
+the vision encoder took 1.37x the time of open_clip's ``encode_image`` with the separate
+step, 1.10x with it folded in, same stage 1). Folded in, it costs only the prompts' own
+queries over T*S_f keys (T*N_tp query rows: about 0.1% of a block's FLOPs), with the same
+frozen weights. What changes: the prompts read the tokens of block l at the attention
+step (as every other query of that attention does) instead of after its MLP, i.e. half a
+block earlier; and each block updates a prompt once (one attention, one MLP, the
+computation the frozen block was trained for) instead of twice (own-frame attention,
+MLP, then a second, cross-frame attention with no MLP after it). The cross-frame path is
+as short in both: what frame 0 tells the prompts in block l reaches frame t's patches in
+block l+1. ``"after-mlp"`` is kept as the paper's reading, for ablation.
 
 Taps: the patch tokens after each block in ``vision.tap_layers`` ``(B, T, D_v, h, w)``
 go through their own 1x1 projection (LayerNorm + Linear, D_v -> d; the LayerNorm
@@ -57,12 +95,14 @@ A note on gradients: at step 0 the gates are tanh(0) = 0, so the stage-1
 cross-attention weights and the word projection receive an all-zero gradient; each
 gate's alpha does receive a non-zero gradient, and once an optimizer step has moved
 alpha away from 0 the cross-attention weights are trained too (the tests check both).
+The zero-initialised time codes, by contrast, get a non-zero gradient at step 0.
 
 ``record_attention=True`` switches every attention of interest to a manual-softmax
 path that returns the same outputs (tested) and records head-averaged maps.
 The stage-1 and temporal-capture steps run inside ``torch.profiler.record_function``
-ranges (``rvoslib.vision.stage1``, ``rvoslib.vision.temporal_capture``), so a
-profile shows their share of the encoder (``benchmarks/run.py`` reads them).
+ranges (``rvoslib.vision.stage1``, ``rvoslib.vision.temporal_capture``; the latter covers
+the capture in either placement, though folded in it excludes the shared q/k/v projection),
+so a profile shows their share of the encoder (``benchmarks/run.py`` reads them).
 """
 
 from __future__ import annotations
@@ -78,6 +118,10 @@ from torch.utils.checkpoint import checkpoint
 
 from .backbone import keep_frozen_eval, unwrap_clip
 from .config import ModelConfig
+from .position import sine_position_1d
+
+TIME_CODES = ("learned", "sine", "none")  # values of vision.capture_time_code
+CAPTURE_PLACEMENTS = ("attention", "after-mlp")  # values of vision.capture_placement
 
 
 # --------------------------------------------------------------------------- attention helpers
@@ -180,6 +224,48 @@ class Stage1CrossAttention(nn.Module):
         return update, (weights.mean(dim=1) if weights is not None else None)
 
 
+# --------------------------------------------------------------------------- temporal capture's time code
+
+
+class CaptureTimeCode(nn.Module):
+    """Per-frame codes that tell the temporal capture which frame a key, and a query, belongs to.
+
+    ``forward(T)`` returns ``(key (T, D_v), query (T, D_v))``, both in the space of a block's
+    ``ln_1`` output: the capture of block l adds ``W_k^l key[t]`` to the keys of frame t's tokens
+    and ``W_q^l query[t]`` to the queries of frame t's temporal prompts, with block l's frozen
+    projections (see the module docstring). Both are zero at init.
+
+    Args:
+        kind: "learned": two tables ``(max_frames, D_v)`` (``key_embed``, ``query_embed``), zeros;
+            "sine": a fixed sine table ``(max_frames, D_v)`` (``rvoslib.position.sine_position_1d``,
+            not saved) times two learned scalars (``key_scale``, ``query_scale``), zeros.
+        max_frames: the largest T (``prompts.max_frames``).
+        width: D_v.
+    """
+
+    def __init__(self, kind: str, max_frames: int, width: int):
+        super().__init__()
+        if kind not in ("learned", "sine"):
+            raise ValueError(f"vision.capture_time_code={kind!r}: a time code is 'learned' or 'sine'")
+        self.kind = kind
+        if kind == "learned":
+            self.key_embed = nn.Parameter(torch.zeros(max_frames, width))  # (max_frames, D_v)
+            self.query_embed = nn.Parameter(torch.zeros(max_frames, width))  # (max_frames, D_v)
+        else:
+            if width % 2:
+                raise ValueError(f"vision.capture_time_code='sine' needs an even D_v, got {width}")
+            self.register_buffer("table", sine_position_1d(max_frames, width), persistent=False)  # (max_frames, D_v)
+            self.key_scale = nn.Parameter(torch.zeros(1))
+            self.query_scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(key (T, D_v), query (T, D_v))`` codes of frames ``0 .. T-1``."""
+        if self.kind == "learned":
+            return self.key_embed[:num_frames], self.query_embed[:num_frames]
+        table = self.table[:num_frames]  # (T, D_v)
+        return self.key_scale * table, self.query_scale * table
+
+
 # --------------------------------------------------------------------------- the encoder
 
 
@@ -218,6 +304,12 @@ class PromptedVisionEncoder(nn.Module):
                                        for _ in self.tap_layers])
         self.shallow_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.dim))
         self.grad_checkpointing = cfg.backbone.grad_checkpointing
+        self.capture_placement = self._choice(cfg.vision.capture_placement, CAPTURE_PLACEMENTS,
+                                              "vision.capture_placement")
+        code = self._choice(cfg.vision.capture_time_code, TIME_CODES, "vision.capture_time_code")
+        captures = cfg.prompts.use_temporal and cfg.prompts.num_temporal > 0
+        self.time_code = (CaptureTimeCode(code, cfg.prompts.max_frames, width)
+                          if captures and code != "none" else None)  # None: no capture, or no code
 
     # ---------------------------------------------------------------- construction helpers
 
@@ -234,6 +326,12 @@ class PromptedVisionEncoder(nn.Module):
                              "(batch-first nn.MultiheadAttention); this ViT uses custom blocks")
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
             raise ValueError("PromptedVisionEncoder supports class-token pooling (pool_type='tok', no attn_pool)")
+
+    @staticmethod
+    def _choice(value: str, choices: tuple, name: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{name}={value!r}: choose one of {list(choices)}")
+        return value
 
     @staticmethod
     def _find_text_width(clip: nn.Module) -> int:
@@ -340,13 +438,16 @@ class PromptedVisionEncoder(nn.Module):
 
     def _block(self, layer: int, x: torch.Tensor, words: Optional[torch.Tensor], keep: Optional[torch.Tensor],
                batch: int, num_temporal: int, rec: Optional[dict]) -> torch.Tensor:
-        """Block ``layer`` (steps 1-2 of the module docstring) on ``x (B*T, S_f, D_v)``; records into ``rec``.
+        """Block ``layer`` (steps 1-3 of the module docstring) on ``x (B*T, S_f, D_v)``; records into ``rec``.
 
         ``words (B*T, L, r)`` and ``keep (B*T, 1, 1, L)`` are the projected words and their mask,
         repeated for every frame (stage 1 treats each token on its own, so frames need not be joined).
+        The temporal prompts are the last ``num_temporal`` tokens of every frame (0: no capture).
         """
         block = self.blocks[layer]
-        x = x + block.ls_1(self._attention(block.attn, block.ln_1(x), batch, num_temporal, rec))
+        codes = self._time_codes(x.shape[0] // batch) if num_temporal else None
+        folded = num_temporal if self.capture_placement == "attention" else 0
+        x = x + block.ls_1(self._attention(block.attn, block.ln_1(x), batch, folded, codes, rec))
         if str(layer) in self.stage1:
             with record_function("rvoslib.vision.stage1"):
                 n_vis = 1 + self.grid_size[0] * self.grid_size[1]  # CLS + patches
@@ -354,19 +455,28 @@ class PromptedVisionEncoder(nn.Module):
                 x = _add_to_leading(x, update)  # (B*T, S_f, D_v)
             if rec is not None:
                 rec["stage1"] = rearrange(weights[:, 1:], "(b t) n l -> b t n l", b=batch)  # (B, T, N, L)
-        return x + block.ls_2(block.mlp(block.ln_2(x)))
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        if num_temporal and self.capture_placement == "after-mlp":
+            x = self._capture_after_mlp(block, x, batch, num_temporal, codes, rec)
+        return x
+
+    def _time_codes(self, num_frames: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """``(key (T, D_v), query (T, D_v))`` codes of the capture, or None (``capture_time_code="none"``)."""
+        return None if self.time_code is None else self.time_code(num_frames)
 
     def _attention(self, attn: nn.MultiheadAttention, h: torch.Tensor, batch: int, num_temporal: int,
-                   rec: Optional[dict]) -> torch.Tensor:
-        """The frozen self-attention of a block with temporal capture folded in.
+                   codes: Optional[tuple], rec: Optional[dict]) -> torch.Tensor:
+        """The frozen self-attention of a block, with temporal capture folded in when ``num_temporal``.
 
         Args:
-            h: ``(B*T, S_f, D_v)`` = ``ln_1(x)``; the temporal prompts are its last ``num_temporal`` tokens.
+            h: ``(B*T, S_f, D_v)`` = ``ln_1(x)``; the temporal prompts are its last ``num_temporal``
+                tokens (0: plain per-frame self-attention for every token).
+            codes: the capture's time codes (see :meth:`_capture`), or None.
 
         Returns:
             ``(B*T, S_f, D_v)``, before ``ls_1``: for every token but the temporal prompts, the
             block's self-attention within its frame (what ``block.attention(h)`` computes); for the
-            temporal prompts, attention over the keys/values of all tokens of all T frames.
+            temporal prompts, their capture over the keys/values of all tokens of all T frames.
         """
         record = rec is not None
         qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (B*T, S_f, 3 D_v), rows [W_q; W_k; W_v]
@@ -374,19 +484,66 @@ class PromptedVisionEncoder(nn.Module):
         out, weights = attend(q, k, v, record=record)  # (B*T, heads, S_f, c)
         a = frozen_out_proj(attn, out)  # (B*T, S_f, D_v)
         if record:
-            rec["self"] = weights.mean(dim=1)  # (B*T, S_f, S_f); the temporal prompts' rows are replaced below
+            rec["self"] = weights.mean(dim=1)  # (B*T, S_f, S_f); with a folded capture, the prompts' rows are unused
         if num_temporal:
             with record_function("rvoslib.vision.temporal_capture"):
-                t = h.shape[0] // batch
-                every = rearrange(qkv, "(b t) s c -> b (t s) c", b=batch)  # (B, T*S_f, 3 D_v), a view
-                _, k_all, v_all = (_split_heads(z, attn.num_heads) for z in every.chunk(3, dim=-1))  # (B, heads, T*S_f, c)
-                q_tp = rearrange(q[:, :, -num_temporal:], "(b t) h p c -> b h (t p) c", b=batch)  # (B, heads, T*N_tp, c)
-                out_tp, weights = attend(q_tp, k_all, v_all, record=record)  # (B, heads, T*N_tp, c)
-                a_tp = frozen_out_proj(attn, out_tp)  # (B, T*N_tp, D_v)
-                a[:, -num_temporal:] = rearrange(a_tp, "b (t p) c -> (b t) p c", t=t)  # in place, small
-            if record:
-                rec["temporal"] = rearrange(weights.mean(dim=1), "b q (t s) -> b q t s", t=t)  # (B, T*N_tp, T, S_f)
+                q_all, k_all, v_all = (rearrange(z, "(b t) s c -> b t s c", b=batch)
+                                       for z in qkv.chunk(3, dim=-1))  # (B, T, S_f, D_v) each, views
+                a_tp = self._capture(attn, q_all[:, :, -num_temporal:], k_all, v_all, codes, rec)  # (B, T, N_tp, D_v)
+                a[:, -num_temporal:] = rearrange(a_tp, "b t p c -> (b t) p c")  # in place, small
         return a
+
+    def _capture_after_mlp(self, block: nn.Module, x: torch.Tensor, batch: int, num_temporal: int,
+                           codes: Optional[tuple], rec: Optional[dict]) -> torch.Tensor:
+        """The capture as a separate step after the MLP (``capture_placement="after-mlp"``):
+        ``tp = tp + ls_1(attention(q=ln_1(tp), k=ln_1(all tokens of all frames), v=same))``.
+
+        Args:
+            x: ``(B*T, S_f, D_v)`` after the block's MLP; the temporal prompts are its last tokens.
+
+        Returns:
+            ``(B*T, S_f, D_v)``: ``x`` with the temporal prompts updated (a new tensor).
+        """
+        with record_function("rvoslib.vision.temporal_capture"):
+            attn, d = block.attn, x.shape[-1]
+            h = rearrange(block.ln_1(x), "(b t) s c -> b t s c", b=batch)  # (B, T, S_f, D_v)
+            (w_q, w_kv), (b_q, b_kv) = attn.in_proj_weight.split([d, 2 * d]), attn.in_proj_bias.split([d, 2 * d])
+            q_tp = F.linear(h[:, :, -num_temporal:], w_q, b_q)  # (B, T, N_tp, D_v)
+            k_all, v_all = F.linear(h, w_kv, b_kv).chunk(2, dim=-1)  # (B, T, S_f, D_v) each
+            a_tp = self._capture(attn, q_tp, k_all, v_all, codes, rec)  # (B, T, N_tp, D_v)
+            update = rearrange(block.ls_1(a_tp), "b t p c -> (b t) p c")  # (B*T, N_tp, D_v)
+            return torch.cat([x[:, :-num_temporal], x[:, -num_temporal:] + update], dim=1)  # (B*T, S_f, D_v)
+
+    @staticmethod
+    def _capture(attn: nn.MultiheadAttention, q_tp: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor,
+                 codes: Optional[tuple], rec: Optional[dict]) -> torch.Tensor:
+        """Temporal capture: the temporal prompts of all T frames attend to all tokens of all frames.
+
+        Args:
+            attn: the block's frozen attention (heads, ``in_proj_weight`` for the codes, ``out_proj``).
+            q_tp: ``(B, T, N_tp, D_v)`` projected queries of the temporal prompts.
+            k_all, v_all: ``(B, T, S_f, D_v)`` projected keys and values of every token of every frame.
+            codes: None, or ``(key (T, D_v), query (T, D_v))`` time codes in ``ln_1``'s output space:
+                ``W_k key[t]`` is added to frame t's keys, ``W_q query[t]`` to frame t's prompts'
+                queries (no bias: the projections' biases are already in ``k_all`` and ``q_tp``).
+
+        Returns:
+            ``(B, T, N_tp, D_v)`` after the output projection (before ``ls_1``); records
+            ``rec["temporal"] (B, T*N_tp, T, S_f)`` when ``rec`` is a dict.
+        """
+        t = q_tp.shape[1]
+        if codes is not None:
+            key_code, query_code = codes
+            w_q, w_k, _ = attn.in_proj_weight.chunk(3)  # (D_v, D_v) each
+            k_all = k_all + rearrange(F.linear(key_code.to(w_k.dtype), w_k), "t c -> 1 t 1 c")  # (B, T, S_f, D_v)
+            q_tp = q_tp + rearrange(F.linear(query_code.to(w_q.dtype), w_q), "t c -> 1 t 1 c")  # (B, T, N_tp, D_v)
+        q = _split_heads(rearrange(q_tp, "b t p c -> b (t p) c"), attn.num_heads)  # (B, heads, T*N_tp, c)
+        k, v = (_split_heads(rearrange(z, "b t s c -> b (t s) c"), attn.num_heads)
+                for z in (k_all, v_all))  # (B, heads, T*S_f, c)
+        out, weights = attend(q, k, v, record=rec is not None)  # (B, heads, T*N_tp, c)
+        if rec is not None:
+            rec["temporal"] = rearrange(weights.mean(dim=1), "b q (t s) -> b q t s", t=t)  # (B, T*N_tp, T, S_f)
+        return rearrange(frozen_out_proj(attn, out), "b (t p) c -> b t p c", t=t)  # (B, T, N_tp, D_v)
 
     def _run(self, fn, *args) -> torch.Tensor:
         """Call ``fn(*args, rec=None)``, under activation checkpointing when configured and useful."""

@@ -426,3 +426,118 @@ def test_tiny_forward_backward_is_fast(clip, tokens):
     finally:
         torch.set_num_threads(threads)
     assert min(times) < 1.0, times
+
+
+# --------------------------------------------------------------------------- temporal capture: time code, placement
+
+
+def capture_cfg(code="learned", placement="attention", stage1=False) -> ModelConfig:
+    cfg = model_cfg(stage1=stage1)
+    cfg.vision.capture_time_code, cfg.vision.capture_placement = code, placement
+    return cfg
+
+
+def randomise_time_code(venc) -> None:
+    """Non-zero codes: random learned tables; sine scales set to 2."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in venc.time_code.parameters():
+            p.copy_(torch.full_like(p, 2.0) if p.numel() == 1 else torch.randn(p.shape, generator=g))
+
+
+def _frame0_change_when_reversed(parts, tokens) -> float:
+    """Largest change of frame 0's tapped features when frames 1..T-1 are reversed."""
+    video = frames(1, 4)
+    reversed_rest = torch.cat([video[:, :1], video[:, 1:].flip(1)], dim=1)
+    with torch.no_grad():
+        a, b = (run(parts, v, tokens[:1]) for v in (video, reversed_rest))
+    return max((x[:, 0] - y[:, 0]).abs().max().item() for x, y in zip(a["taps"], b["taps"]))
+
+
+@pytest.mark.parametrize("placement", ["attention", "after-mlp"])
+@pytest.mark.parametrize("code", ["learned", "sine", "none"])
+def test_time_code_makes_the_capture_see_frame_order(clip, tokens, code, placement):
+    parts = build(clip, capture_cfg(code, placement))
+    # the same temporal prompts in every frame (no frame embedding), so that without a time code
+    # reversing frames 1..T-1 is an exact permutation of what frame 0's prompts attend to
+    torch.nn.init.zeros_(parts[2].frame_embed)
+    if code == "none":
+        assert parts[0].time_code is None
+        assert _frame0_change_when_reversed(parts, tokens) < 1e-5  # a set of frames, not a sequence
+        return
+    assert _frame0_change_when_reversed(parts, tokens) < 1e-5  # codes start at zero: today's capture
+    randomise_time_code(parts[0])
+    assert _frame0_change_when_reversed(parts, tokens) > 1e-3
+
+
+@pytest.mark.parametrize("placement", ["attention", "after-mlp"])
+def test_zero_time_code_equals_no_code_and_gets_gradients(clip, tokens, placement):
+    coded, plain = build(clip, capture_cfg("learned", placement)), build(clip, capture_cfg("none", placement))
+    plain[0].load_state_dict(coded[0].state_dict(), strict=False)
+    video = frames(1, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(run(coded, video, tokens[:1])["taps"][-1], run(plain, video, tokens[:1])["taps"][-1],
+                                   atol=1e-6, rtol=0)
+    for code in ("learned", "sine"):
+        venc = build(clip, capture_cfg(code, placement))[0]
+        _loss((venc, *coded[1:]), video, tokens[:1]).backward()
+        grads = {n: p.grad for n, p in venc.time_code.named_parameters()}
+        assert set(grads) == ({"key_embed", "query_embed"} if code == "learned" else {"key_scale", "query_scale"})
+        assert all(g is not None and g.abs().max() > 0 for g in grads.values()), (code, grads)
+
+
+def reference_after_mlp_block(block, x, batch, num_temporal):
+    """The paper's figure: open_clip's own block on every frame, then a separate capture step
+    ``tp = tp + ls_1(attention(q=ln_1(tp), k=ln_1(all tokens of all frames), v=same))``."""
+    x = block(x)  # (B*T, S_f, D_v), each frame on its own
+    h = block.ln_1(x)
+    every = rearrange(h, "(b t) s c -> b (t s) c", b=batch)  # (B, T*S_f, D_v)
+    prompts = rearrange(h[:, -num_temporal:], "(b t) p c -> b (t p) c", b=batch)  # (B, T*N_tp, D_v)
+    a_tp = rearrange(block.attention(q_x=prompts, k_x=every, v_x=every), "b (t p) c -> (b t) p c", p=num_temporal)
+    return torch.cat([x[:, :-num_temporal], x[:, -num_temporal:] + block.ls_1(a_tp)], dim=1)
+
+
+def test_after_mlp_capture_is_a_separate_frozen_attention_step(clip, tokens):
+    venc, tenc, gen, hist = build(clip, capture_cfg("none", "after-mlp"))
+    video = frames(2, 3)
+    with torch.no_grad():
+        prompts, history = gen(3), hist.initial(2)
+        out = venc(video, None, None, prompts, history)
+        extra = [history.repeat_interleave(3, dim=0), prompts["vision"].expand(6, -1, -1), prompts["temporal"].repeat(2, 1, 1)]
+        x = venc._embed(video, extra)  # (B*T, S_f, D_v)
+        taps = []
+        for layer, block in enumerate(venc.blocks):
+            x = reference_after_mlp_block(block, x, 2, prompts["temporal"].shape[1])
+            if layer in venc.tap_layers:
+                taps.append(rearrange(x[:, 1:65], "(b t) (h w) c -> b t c h w", b=2, h=8))
+    for ours, ref in zip(out["taps"], taps):
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_capture_placements_differ_record_and_profile(clip, tokens):
+    video, results = frames(2, 3), {}
+    for placement in ("attention", "after-mlp"):
+        parts = build(clip, capture_cfg("learned", placement, stage1=True))
+        randomise_time_code(parts[0])
+        with torch.no_grad(), torch.profiler.profile() as prof:
+            plain = run(parts, video, tokens)
+        names = [e.name for e in prof.events()]
+        assert names.count("rvoslib.vision.temporal_capture") == len(parts[0].blocks), placement
+        with torch.no_grad():
+            recorded = run(parts, video, tokens, record=True)
+        for key in ("visual", "shallow", "cls"):
+            torch.testing.assert_close(recorded[key], plain[key], atol=1e-5, rtol=1e-5)
+        s_f = 1 + 64 + 2 + 4 + 2
+        for maps in recorded["attn"]["temporal"]:
+            assert maps.shape == (2, 3 * 2, 3, s_f)
+            torch.testing.assert_close(maps.sum((-2, -1)), torch.ones(2, 6))
+        results[placement] = plain["visual"]
+    assert (results["attention"] - results["after-mlp"]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("field, value", [("capture_time_code", "rope"), ("capture_placement", "before-attention")])
+def test_unknown_capture_options_are_clear_errors(clip, field, value):
+    cfg = capture_cfg()
+    setattr(cfg.vision, field, value)
+    with pytest.raises(ValueError, match=rf"vision.{field}='{value}'"):
+        PromptedVisionEncoder(clip, cfg)

@@ -192,3 +192,56 @@ def test_frozen_clip_without_prompts_trains():
     _loss(out).backward()
     alphas = [p.grad for n, p in model.named_parameters() if n.endswith(".alpha")]
     assert alphas and all(g is not None and g.abs().sum() > 0 for g in alphas)
+
+
+# --------------------------------------------------------------------------- checkpoints saved before newer options
+
+
+def test_shipped_checkpoint_loads_with_its_old_behaviour():
+    """The shipped tiny model predates vision.capture_time_code / capture_placement (and
+    spatiotemporal.decoder_words): it loads with the behaviour it was trained with and gives the
+    outputs it gave before those options existed (reference values recorded with that code)."""
+    from rvoslib.checkpoint import model_from_checkpoint
+    from rvoslib.runtime import TINY_RVOS_CHECKPOINT, find_sample
+
+    model, cfg = model_from_checkpoint(find_sample(TINY_RVOS_CHECKPOINT))
+    assert cfg.model.vision.capture_time_code == "none" and model.vision.time_code is None
+    assert cfg.model.vision.capture_placement == "attention"
+    frames = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    tokens = model.tokenize(["the red circle moving left"])
+    with torch.no_grad():
+        first = model(frames, tokens)
+        second = model(frames.flip(1), tokens, first["history"])
+    reference = [  # mean logit, mean |logit|, logits at pixel (10, 20) of each frame, mean similarity
+        (-10.44332504272461, 10.529781341552734, [-8.359089851379395, -9.195645332336426, -9.557291030883789,
+                                                  -13.300557136535645], -0.7050270438194275),
+        (-10.442953109741211, 10.532120704650879, [-13.429720878601074, -9.691261291503906, -9.207277297973633,
+                                                   -8.620478630065918], -0.7049587368965149),
+    ]
+    for out, (mean, mean_abs, pixel, similarity) in zip((first, second), reference):
+        logits = out["pred_masks"]
+        assert float(logits.mean()) == pytest.approx(mean, abs=1e-3)
+        assert float(logits.abs().mean()) == pytest.approx(mean_abs, abs=1e-3)
+        assert logits[0, :, 10, 20].tolist() == pytest.approx(pixel, abs=1e-3)
+        assert float(out["similarity"].mean()) == pytest.approx(similarity, abs=1e-4)
+
+
+def test_old_config_dicts_get_the_old_behaviour(tmp_path, tiny_model):
+    """A checkpoint whose saved config lacks the newer fields reads them as the old behaviour."""
+    from rvoslib.checkpoint import config_of, model_from_checkpoint, save_checkpoint
+
+    cfg = get_preset("tiny")
+    cfg.model.vision.capture_time_code = "none"
+    old = build_model(cfg.model)
+    path = save_checkpoint(tmp_path / "old.pt", old, cfg)
+    state = torch.load(path, weights_only=True)
+    for section, name in (("vision", "capture_time_code"), ("vision", "capture_placement")):
+        del state["config"]["model"][section][name]
+    torch.save(state, path)
+    loaded = config_of(torch.load(path, weights_only=True))
+    assert loaded.model.vision.capture_time_code == "none"
+    assert loaded.model.vision.capture_placement == "attention"
+    model, _ = model_from_checkpoint(path)  # weights fit: no time code was built
+    assert model.vision.time_code is None
+    # a config that names the fields keeps them
+    assert config_of({"config": get_preset("tiny").to_dict()}).model.vision.capture_time_code == "learned"

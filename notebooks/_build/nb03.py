@@ -16,8 +16,9 @@ encoder and shows
 2. **temporal capture**, re-derived by hand for one block: inside each block's frozen
    self-attention, the temporal prompts of *all* frames attend to the keys and values of *all*
    frames (which the block computes anyway), with that block's own frozen weights; no new
-   parameters, and the only place inside the encoder where frames talk to each other. We check
-   our derivation equals the library's;
+   attention weights (only a small per-frame *time code*, so the capture knows which frame each
+   key comes from), and the only place inside the encoder where frames talk to each other. We
+   check our derivation equals the library's, and that the time code makes it see frame order;
 3. a perturbation experiment: change frame 0, watch frame 3's temporal prompts (and then its
    patch features) move; with `use_temporal=False` they do not move at all;
 4. a **prompt inspector** (widget, then the same as static figures): where each vision prompt
@@ -47,7 +48,7 @@ nb.code(setup_cell(r"""
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from einops import rearrange
+    from einops import rearrange, repeat
     from IPython.display import display
 
     from rvoslib import viz
@@ -178,15 +179,23 @@ block l runs on all frames of the clip at once:
 2. the self-attention: every token **except the temporal prompts** attends within its own frame,
    exactly as in CLIP; the **temporal prompts of all T frames**, `(B, T·N_tp, D_v)`, attend to the
    keys and values of **all tokens of all frames**, `(B, T·S_f, D_v)`, their own frame's and the
-   others'. Both go through the block's own output projection `W_o` and the residual add (with
-   the layer scale `ls_1`); then the gated stage-1 word attention (notebook 04);
+   others'. So that the prompts know **which frame** a key comes from, the capture adds a
+   per-frame *time code* (`vision.capture_time_code`): `W_k e_k(s)` to the keys of frame s and
+   `W_q e_q(t)` to the queries of frame t's prompts, through the block's own frozen projections
+   (`e_k`, `e_q`: learned tables `(max_frames, D_v)`, zero at init). Without it the capture is
+   blind to order (attention treats its keys as a set) and could not tell "moving left" from
+   "moving right"; with codes on both sides the score holds a learned term for every (query
+   frame, key frame) pair, so a prompt can learn to look at "the next frame". Both go through
+   the block's own output projection `W_o` and the residual add (with the layer scale `ls_1`);
+   then the gated stage-1 word attention (notebook 04);
 3. the frozen MLP, for every token, the temporal prompts included.
 
 So temporal capture *is* the frozen self-attention, with a wider view for a few queries: it reuses
 the keys and values the block computes anyway and costs only the prompts' own T·N_tp query rows.
-(An earlier version ran it as a separate step after the MLP, which recomputed `ln_1` and the
-key/value projections of every token of every frame in every block; `benchmarks/run.py` measured
-that as most of the encoder's adaptation overhead.)
+This is `vision.capture_placement="attention"`, the default. The paper's figure draws the capture
+as a separate step after the MLP (`"after-mlp"`, kept for ablation), which recomputes `ln_1` and
+the key/value projections of every token of every frame in every block; `benchmarks/run.py`
+measured that as most of the encoder's adaptation overhead.
 
 To look inside, we wrap the library's (private) per-block step `_block` for the duration of one
 forward and keep what goes in and out of it.
@@ -218,15 +227,17 @@ print(len(calls), "blocks; tokens entering each block:", tuple(calls[0]["x_in"].
 """)
 
 nb.md(r"""
-Now the same block written out with nothing but its frozen weights. Note what is **not** here: no
-new parameter, and no second pass over the tokens: the temporal prompts' keys and values are the
-very `k` and `v` of the frame attention, regrouped so that each prompt sees all frames. (Stage 1
-is left out: its gates start at 0, so in this untrained model it adds exactly nothing; notebook 04.)
+Now the same block written out with nothing but its frozen weights and the time code. Note what is
+**not** here: no new attention weight, and no second pass over the tokens: the temporal prompts'
+keys and values are the very `k` and `v` of the frame attention (plus the time code on the keys),
+regrouped so that each prompt sees all frames. (Stage 1 is left out: its gates start at 0, so in
+this untrained model it adds exactly nothing; notebook 04.)
 """)
 
 nb.code(r"""
-def block_with_temporal_capture(block, x, batch, num_temporal):
+def block_with_temporal_capture(block, x, batch, num_temporal, codes):
     # x: (B*T, S_f, D_v), frames of a clip stacked as (b t); temporal prompts are the last tokens
+    # codes: the time codes (e_k (T, D_v), e_q (T, D_v)), in the space of ln_1's output
     attn = block.attn  # the block's frozen nn.MultiheadAttention
     heads = attn.num_heads
     c = x.shape[-1] // heads
@@ -237,10 +248,15 @@ def block_with_temporal_capture(block, x, batch, num_temporal):
     weights = (per_frame(q) @ per_frame(k).transpose(-2, -1) / c ** 0.5).softmax(dim=-1)
     out = rearrange(weights @ per_frame(v), "n h s c -> n s (h c)")  # (B*T, S_f, D_v)
 
-    # the temporal prompts of all frames attend to the same keys/values, regrouped over all frames
+    # the temporal prompts of all frames attend to the same keys/values, regrouped over all frames; the
+    # keys of frame s get W_k e_k(s), the queries of frame t's prompts W_q e_q(t) (no bias: already in k, q)
+    w_q, w_k, _ = attn.in_proj_weight.chunk(3)  # (D_v, D_v) each
+    e_k, e_q = codes
+    k_coded = k + repeat(e_k @ w_k.T, "t c -> (b t) 1 c", b=batch)  # (B*T, S_f, D_v)
+    q_coded = q + repeat(e_q @ w_q.T, "t c -> (b t) 1 c", b=batch)  # (B*T, S_f, D_v)
     all_frames = lambda z: rearrange(z, "(b t) s (h c) -> b h (t s) c", b=batch, h=heads)  # (B, heads, T*S_f, c)
-    q_tp = rearrange(q[:, -num_temporal:], "(b t) p (h c) -> b h (t p) c", b=batch, h=heads)  # (B, heads, T*N_tp, c)
-    w_tp = (q_tp @ all_frames(k).transpose(-2, -1) / c ** 0.5).softmax(dim=-1)  # (B, heads, T*N_tp, T*S_f)
+    q_tp = rearrange(q_coded[:, -num_temporal:], "(b t) p (h c) -> b h (t p) c", b=batch, h=heads)  # (B, heads, T*N_tp, c)
+    w_tp = (q_tp @ all_frames(k_coded).transpose(-2, -1) / c ** 0.5).softmax(dim=-1)  # (B, heads, T*N_tp, T*S_f)
     out_tp = rearrange(w_tp @ all_frames(v), "b h (t p) c -> (b t) p (h c)", p=num_temporal)  # back into frames
     out = torch.cat([out[:, :-num_temporal], out_tp], dim=1)  # the prompts' rows: attention over all frames
 
@@ -251,8 +267,10 @@ def block_with_temporal_capture(block, x, batch, num_temporal):
 
 layer = len(calls) - 1  # the last block; any block works
 block = model.vision.blocks[layer]
+time_code = model.vision.time_code  # the presets use vision.capture_time_code="learned"
 with torch.no_grad():
-    ours, our_weights = block_with_temporal_capture(block, calls[layer]["x_in"], B, pc.num_temporal)
+    codes = time_code(T)  # (e_k, e_q), each (T, D_v): zeros in this untrained model
+    ours, our_weights = block_with_temporal_capture(block, calls[layer]["x_in"], B, pc.num_temporal, codes)
     clip_block = block(calls[layer]["x_in"])  # open_clip's own forward, each frame on its own
 torch.testing.assert_close(ours, calls[layer]["x_out"], rtol=1e-4, atol=1e-4)
 print(f"block {layer}: our block equals the library's "
@@ -265,10 +283,61 @@ print(f"library vs CLIP's own block on each frame: max |diff| {token_diff[:-pc.n
 """)
 
 nb.md(r"""
-"No new parameters" is a checkable claim: a model built with `use_temporal=False` has exactly the
-same trainable parameters in its vision encoder; the only difference is in the prompt generator
-(the raw temporal tokens, the frame embedding and the temporal projection). We build that
-model around the *same* CLIP object (`clip=`), so nothing is loaded twice.
+The time code is still zero here (untrained), so the check above cannot tell it apart from no code.
+Training moves it off zero; we stand in for that with random codes, check the derivation again,
+and ask the question the code is for: **does the capture see the order of the frames?** We play
+frames 1..T-1 backwards and measure how much frame 0's patch features move (frame 0 itself is
+unchanged, and so is the *set* of frames it can read).
+""")
+
+nb.code(r"""
+def vision_taps(m, video):
+    # the encoder's public forward: raw patch tokens of the tapped blocks, (B, T, D_v, h, w) each
+    p = m.prompts(T)
+    text = m.text(tokens, p["language"])
+    return m.vision(video, text["words"], text["word_pad"], p, m.initial_history(B))["taps"]
+
+
+def frame0_change_when_reversed():
+    # max |change| of frame 0's patch tokens (last tapped block) when frames 1..T-1 are played backwards
+    backwards = torch.cat([frames[:, :1], frames[:, 1:].flip(1)], dim=1)  # frames 0, T-1, ..., 1
+    with torch.no_grad():
+        forth, back = (vision_taps(model, video)[-1][:, 0] for video in (frames, backwards))
+    return (forth - back).abs().max().item()
+
+
+order_change = {"time code at init (zeros)": frame0_change_when_reversed()}
+code_generator = torch.Generator(device="cpu").manual_seed(1)
+with torch.no_grad():
+    for p in time_code.parameters():  # stand-in for trained codes
+        p.copy_(torch.randn(p.shape, generator=code_generator).to(p.device))
+    with watch_blocks(model.vision) as coded_calls:
+        model(frames, tokens)
+    ours_coded, _ = block_with_temporal_capture(block, coded_calls[layer]["x_in"], B, pc.num_temporal, time_code(T))
+order_change["random time code"] = frame0_change_when_reversed()
+with torch.no_grad():
+    for p in time_code.parameters():
+        p.zero_()  # back to the untrained model for the rest of the notebook
+print(f"block {layer} with random time codes: our block equals the library's "
+      f"(max |diff| {(ours_coded - coded_calls[layer]['x_out']).abs().max().item():.2e})")
+print("frame 0's patch features when frames 1..T-1 are reversed, max |change|:")
+for name, value in order_change.items():
+    print(f"  {name:26s} {value:.2e}")
+""")
+
+nb.md(r"""
+With the codes at zero, reversing the other frames barely moves frame 0 (the little that moves
+comes from each frame's own temporal prompts, which carry a frame embedding); with non-zero codes
+it clearly does: the capture now reads a sequence, not a set. (`vision.capture_time_code="none"`
+turns the code off for ablation; `"sine"` uses fixed sine codes times a learned scale.)
+""")
+
+nb.md(r"""
+"No new attention weights" is a checkable claim: a model built with `use_temporal=False` has the
+same trainable parameters in its vision encoder except the time code (`2 x max_frames x D_v`, the
+only parameters the capture adds); the other difference is in the prompt generator (the raw
+temporal tokens, the frame embedding and the temporal projection). We build that model around
+the *same* CLIP object (`clip=`), so nothing is loaded twice.
 """)
 
 nb.code(r"""
@@ -281,7 +350,8 @@ def trainable(module):
 
 gen = model.prompts
 temporal_params = gen.frame_embed.numel() + trainable(gen.proj["temporal"]) + pc.num_temporal * pc.generator_dim
-print(f"vision encoder, trainable: with temporal prompts {trainable(model.vision):,}, without {trainable(no_tp.vision):,}")
+print(f"vision encoder, trainable: with temporal prompts {trainable(model.vision):,}, without {trainable(no_tp.vision):,} "
+      f"(difference: the time code, {trainable(time_code):,})")
 print(f"prompt generator: {trainable(model.prompts):,} vs {trainable(no_tp.prompts):,} "
       f"(difference {trainable(model.prompts) - trainable(no_tp.prompts):,} = frame embedding + temporal projection "
       f"+ raw temporal tokens = {temporal_params:,})")
@@ -315,13 +385,6 @@ with torch.no_grad():
         model(perturbed, tokens)
 change = torch.stack([((a - b).norm(dim=-1) / b.norm(dim=-1)).mean(dim=(0, 2))  # (T,) relative change per frame
                       for a, b in zip(temporal_prompts(after), temporal_prompts(before))])  # (layers, T)
-
-
-def vision_taps(m, video):
-    # the encoder's public forward: raw patch tokens of the tapped blocks, (B, T, D_v, h, w) each
-    p = m.prompts(T)
-    text = m.text(tokens, p["language"])
-    return m.vision(video, text["words"], text["word_pad"], p, m.initial_history(B))["taps"]
 
 last = T - 1
 with torch.no_grad():
@@ -498,12 +561,19 @@ assert [layout[k].stop - layout[k].start for k in ("cls", "patches", "history", 
 assert prompts["temporal"].shape == (T, pc.num_temporal, vision_width)
 assert prompts["vision"].shape == (pc.num_vision, vision_width)
 
-# temporal capture: our derivation equals the library, with no new parameters in the encoder; every token
-# but the temporal prompts is exactly what CLIP's own block computes on its frame
+# temporal capture: our derivation equals the library (time codes zero and random), with no new parameters
+# in the encoder but the time code; every token but the temporal prompts is exactly what CLIP's own block
+# computes on its frame
 torch.testing.assert_close(ours, calls[layer]["x_out"], rtol=1e-4, atol=1e-4)
+torch.testing.assert_close(ours_coded, coded_calls[layer]["x_out"], rtol=1e-4, atol=1e-4)
 assert token_diff[:-pc.num_temporal].max() < 1e-4
 assert token_diff[-pc.num_temporal:].min() > 10 * token_diff[:-pc.num_temporal].max()
-assert trainable(model.vision) == trainable(no_tp.vision)
+assert trainable(model.vision) - trainable(no_tp.vision) == trainable(time_code) == 2 * pc.max_frames * vision_width
+assert all(p.abs().max() == 0 for p in time_code.parameters())  # restored to the untrained codes
+
+# the time code makes the capture see frame order
+assert order_change["random time code"] > 1e-3
+assert order_change["random time code"] > 20 * order_change["time code at init (zeros)"]
 assert trainable(model.prompts) - trainable(no_tp.prompts) == temporal_params
 
 # perturbing frame 0 moves the other frames' temporal prompts, and later frame T-1's patches; without
