@@ -152,6 +152,7 @@ def export_weights(src: PathLike, dst: PathLike, half: bool = False) -> Path:
 LEGACY_DEFAULTS = {
     ("model", "vision", "capture_time_code"): "none",  # no time code in the temporal capture
     ("model", "vision", "capture_placement"): "attention",  # capture folded into the attention step
+    ("model", "spatiotemporal", "decoder_words"): "fused",  # the stage-3 decoder reads stage-2's words
 }
 
 

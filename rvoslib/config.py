@@ -84,6 +84,9 @@ class SpatioTemporalConfig:
     ffn_dim: int = 1024  # hidden width of the feed-forward blocks
     dropout: float = 0.0  # dropout inside attention and FFN
     decoder: bool = True  # the parallel decoder where the shallow feature queries the words
+    # the words that decoder reads: "fused" (stage-2's updated words E', (B, L, d)) | "text" (the text
+    # encoder's word features (B, L, D_t), projected to d by a new Linear, as the paper's figure draws it)
+    decoder_words: str = "fused"
 
 
 @dataclass

@@ -7,7 +7,8 @@ Read top to bottom, the data goes:
 3. ``PromptedVisionEncoder``-> F_v and the shallow feature S, both (B, T, d, h, w)
    (stage-1 VL cross-attention and temporal capture happen inside the frozen ViT)
 4. ``DualFusion`` (stage 2) -> fused video F_f (B, T, d, h, w), updated words E' (B, L, d)
-5. ``SpatioTemporalReasoner`` (stage 3, cube-frame attention + shallow decoder)
+5. ``SpatioTemporalReasoner`` (stage 3, cube-frame attention + shallow decoder, which reads E', or
+   the text encoder's words with ``spatiotemporal.decoder_words="text"``)
                             -> one (B, T, d, h, w) map per layer
 6. ``MaskHead`` on every layer -> mask logits (B, T, H, W); the last is the prediction,
    the others are auxiliary; ``PixelTextSimilarity`` -> (B, T, h, w) cosine map
@@ -62,7 +63,7 @@ class VLPRVOS(nn.Module):
         self.prompts = PromptGenerator(cfg.prompts, d_v, d_t)
         self.history = HistoryEncoder(cfg.prompts, d, d_v) if cfg.prompts.use_history else None
         self.fusion = DualFusion(d, d_t, cfg.fusion)
-        self.reasoner = SpatioTemporalReasoner(d, cfg.spatiotemporal)
+        self.reasoner = SpatioTemporalReasoner(d, cfg.spatiotemporal, text_width=d_t)
         self.head = MaskHead(d, cfg.head, self.vision.patch_size)
         self.similarity = PixelTextSimilarity(d, d_t, cfg.head.sim_dim)
         self._tokenizer = None
@@ -103,7 +104,8 @@ class VLPRVOS(nn.Module):
             history = None
         vis = self.vision(frames, text["words"], text["word_pad"], prompts, history, record_attention)
         fused = self.fusion(vis["visual"], text["words"], text["word_pad"], text["sentence"], record_attention)
-        st = self.reasoner(fused["video"], vis["shallow"], fused["words"], text["word_pad"], record_attention)
+        decoder_words = text["words"] if self.reasoner.reads_text else fused["words"]  # (B, L, D_t) or (B, L, d)
+        st = self.reasoner(fused["video"], vis["shallow"], decoder_words, text["word_pad"], record_attention)
         out_size = frames.shape[-2:]
         final = st["layers"][-1]  # (B, T, d, h, w)
         pred = self.head(final, out_size)  # (B, T, S, S)

@@ -16,8 +16,20 @@ with a fixed 3-D sine position encoding (rvoslib.position) added to queries and 
     "shifted-cube"  cube attention whose windows are shifted by k // 2 on odd layers
                     (Swin-style, wrapped strips masked), then frame attention
 
-``ShallowTextDecoder`` lets the shallow feature S query the (stage-2 updated) words,
-and ``SpatioTemporalReasoner`` adds the decoder's layer outputs to the encoder's.
+``ShallowTextDecoder`` lets the shallow feature S query the words, and
+``SpatioTemporalReasoner`` adds the decoder's layer outputs to the encoder's. Which words
+the decoder reads is ``cfg.decoder_words``:
+
+    "fused"  stage-2's updated words E' (B, L, d) (the default): words that have already
+             read the video (E' = E + CrossAttn(E -> V)), so the shallow feature is matched
+             against a sentence grounded in this clip
+    "text"   the text encoder's word features (B, L, D_t), projected to d by a new Linear
+             (``word_proj``), as the paper's figure draws it: the decoder's keys do not
+             depend on the video, only on the sentence
+
+We default to "fused" because E' is already in the model's width and carries what stage 2
+found in the clip, at no extra parameters; "text" is the paper's reading, kept for
+ablation. (Both are masked by the same ``word_pad``.)
 Inside the layers the clip is kept channels-last, ``(B, T, h, w, d)``.
 """
 
@@ -35,6 +47,7 @@ from rvoslib.attention import FeedForward, MultiHeadAttention
 from rvoslib.position import sine_position_3d
 
 ATTENTION_MODES = ("cube-frame", "full", "frame", "cube", "shifted-cube")
+DECODER_WORDS = ("fused", "text")  # values of spatiotemporal.decoder_words
 
 # the attention blocks each mode runs, in order, before the FFN
 _MODE_BLOCKS = {
@@ -213,17 +226,33 @@ class ShallowTextDecoder(nn.Module):
 
 
 class SpatioTemporalReasoner(nn.Module):
-    """Encoder over the fused features plus (optionally) the shallow-feature/text decoder."""
+    """Encoder over the fused features plus (optionally) the shallow-feature/text decoder.
 
-    def __init__(self, dim: int, cfg: SpatioTemporalConfig):
+    Args:
+        dim: d.
+        cfg: ``SpatioTemporalConfig``.
+        text_width: D_t of the text encoder's words; needed with ``decoder_words="text"``.
+    """
+
+    def __init__(self, dim: int, cfg: SpatioTemporalConfig, text_width: Optional[int] = None):
         super().__init__()
+        if cfg.decoder_words not in DECODER_WORDS:
+            raise ValueError(f"spatiotemporal.decoder_words={cfg.decoder_words!r}: choose one of {list(DECODER_WORDS)}")
+        reads_text = cfg.decoder and cfg.decoder_words == "text"
+        if reads_text and text_width is None:
+            raise ValueError("spatiotemporal.decoder_words='text' needs the text encoder's width (text_width=D_t)")
         self.encoder = SpatioTemporalEncoder(dim, cfg)
         self.decoder = (ShallowTextDecoder(dim, cfg.layers, cfg.heads, cfg.ffn_dim, cfg.dropout)
                         if cfg.decoder else None)
+        self.word_proj = nn.Linear(text_width, dim) if reads_text else None  # D_t -> d
+        self.reads_text = reads_text  # the decoder reads the text encoder's words (else stage-2's E')
+        self.word_width = text_width if reads_text else dim  # width of the words forward expects
 
     def forward(self, fused: torch.Tensor, shallow: torch.Tensor, words: torch.Tensor,
                 word_pad: Optional[torch.Tensor], record_attention: bool = False) -> dict:
-        """fused and shallow (B, T, d, h, w), words (B, L, d) (stage-2 E'), word_pad (B, L) True = padding.
+        """fused and shallow (B, T, d, h, w); words: what the decoder reads (see the module docstring),
+        stage-2 E' (B, L, d) with ``decoder_words="fused"``, the text encoder's words (B, L, D_t) with
+        "text" (projected to d here); word_pad (B, L) True = padding.
 
         Returns dict(layers=[(B, T, d, h, w)] = encoder_i + decoder_i per layer (last = final),
         attn=dict(encoder=..., decoder=... or None) or None).
@@ -234,6 +263,12 @@ class SpatioTemporalReasoner(nn.Module):
         enc = self.encoder(fused, record_attention)
         layers, dec_attn = enc["layers"], None
         if self.decoder is not None:
+            if words.dim() != 3 or words.shape[-1] != self.word_width:
+                raise ValueError(f"SpatioTemporalReasoner: the decoder reads words (B, L, "
+                                 f"{'D_t' if self.word_proj is not None else 'd'}={self.word_width}), "
+                                 f"got {tuple(words.shape)}")
+            if self.word_proj is not None:
+                words = self.word_proj(words)  # (B, L, d)
             dec = self.decoder(shallow, words, word_pad, record_attention)
             layers = [e + s for e, s in zip(enc["layers"], dec["layers"])]
             dec_attn = dec["attn"]

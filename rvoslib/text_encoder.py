@@ -10,6 +10,16 @@ the causal mask, then ``ln_final``. If a sentence plus the prompts no longer fit
 context length, its last words are dropped (the EOT token is kept) and a warning is
 issued once per process.
 
+Where the prompts sit. The paper's figure draws the language prompts after the words;
+here they sit after the start token, before the words (CoOp's layout). CLIP's text
+transformer is causal: a token attends only to the tokens before it. Prompts after the
+words could still change the sentence feature (the EOT token reads everything before it)
+but not a single word feature, and the word features are what stages 1-3 read (stage-1
+cross-attention, stage-2 fusion, the stage-3 decoder). Before the words, every word
+feature and the sentence feature see the prompts. It also gives each prompt a fixed
+position (1..N_l, so the same positional embedding) for every sentence, where after the
+words its position would move with the sentence's length.
+
 Outputs (see :meth:`PromptedTextEncoder.forward`):
 
 - ``words (B, L, D_t)``: features after ``ln_final`` of the word tokens only: no SOT, no

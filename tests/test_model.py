@@ -207,6 +207,7 @@ def test_shipped_checkpoint_loads_with_its_old_behaviour():
     model, cfg = model_from_checkpoint(find_sample(TINY_RVOS_CHECKPOINT))
     assert cfg.model.vision.capture_time_code == "none" and model.vision.time_code is None
     assert cfg.model.vision.capture_placement == "attention"
+    assert cfg.model.spatiotemporal.decoder_words == "fused" and model.reasoner.word_proj is None
     frames = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     tokens = model.tokenize(["the red circle moving left"])
     with torch.no_grad():
@@ -235,13 +236,36 @@ def test_old_config_dicts_get_the_old_behaviour(tmp_path, tiny_model):
     old = build_model(cfg.model)
     path = save_checkpoint(tmp_path / "old.pt", old, cfg)
     state = torch.load(path, weights_only=True)
-    for section, name in (("vision", "capture_time_code"), ("vision", "capture_placement")):
+    for section, name in (("vision", "capture_time_code"), ("vision", "capture_placement"),
+                          ("spatiotemporal", "decoder_words")):
         del state["config"]["model"][section][name]
     torch.save(state, path)
     loaded = config_of(torch.load(path, weights_only=True))
     assert loaded.model.vision.capture_time_code == "none"
     assert loaded.model.vision.capture_placement == "attention"
-    model, _ = model_from_checkpoint(path)  # weights fit: no time code was built
-    assert model.vision.time_code is None
+    assert loaded.model.spatiotemporal.decoder_words == "fused"
+    model, _ = model_from_checkpoint(path)  # weights fit: no time code, no decoder word projection was built
+    assert model.vision.time_code is None and model.reasoner.word_proj is None
     # a config that names the fields keeps them
     assert config_of({"config": get_preset("tiny").to_dict()}).model.vision.capture_time_code == "learned"
+
+
+def test_decoder_words_fused_or_text():
+    """spatiotemporal.decoder_words: the stage-3 decoder reads stage-2's words or the text encoder's."""
+    cfg = get_preset("tiny").model
+    assert cfg.spatiotemporal.decoder_words == "fused"
+    torch.manual_seed(0)
+    fused = build_model(cfg).eval()
+    cfg.spatiotemporal.decoder_words = "text"
+    text = build_model(cfg, clip=fused.clip.model).eval()
+    assert fused.reasoner.word_proj is None and text.reasoner.word_proj is not None
+    missing = text.load_state_dict(fused.state_dict(), strict=False).missing_keys  # same weights but the projection
+    assert sorted(missing) == ["reasoner.word_proj.bias", "reasoner.word_proj.weight"]
+    tokens = fused.tokenize(["the red circle moving left"])
+    with torch.no_grad():
+        a, b = fused(_clip(b=1), tokens), text(_clip(b=1), tokens, record_attention=True)
+    assert a["pred_masks"].shape == b["pred_masks"].shape
+    assert (a["pred_masks"] - b["pred_masks"]).abs().max() > 1e-3
+    text.train()
+    _loss(text(_clip(b=1), tokens)).backward()
+    assert text.reasoner.word_proj.weight.grad.abs().sum() > 0

@@ -270,6 +270,40 @@ def test_reasoner_layers_and_gradients(mode, decoder):
         assert torch.allclose(out["layers"][-1], model.encoder(fused)["layers"][-1])
 
 
+def test_decoder_reads_text_encoder_words_when_configured():
+    torch.manual_seed(0)
+    fused_cfg, text_cfg = make_cfg("cube-frame", layers=2), make_cfg("cube-frame", layers=2, decoder_words="text")
+    assert fused_cfg.decoder_words == "fused"  # the default: stage-2's updated words
+    fused_model = SpatioTemporalReasoner(D, fused_cfg)
+    text_model = SpatioTemporalReasoner(D, text_cfg, text_width=48)
+    assert fused_model.word_proj is None and text_model.word_proj.weight.shape == (D, 48)  # D_t -> d
+    text_model.load_state_dict(fused_model.state_dict(), strict=False)  # same weights but the projection
+    video, shallow = torch.randn(1, 3, D, 5, 7), torch.randn(1, 3, D, 5, 7)
+    pad = torch.tensor([[False, False, False, True]])
+    text_words = torch.randn(1, 4, 48)  # (B, L, D_t)
+    fused_out = fused_model(video, shallow, torch.randn(1, 4, D), pad)
+    text_out = text_model(video, shallow, text_words, pad)
+    assert all(o.shape == video.shape for o in text_out["layers"])
+    assert (text_out["layers"][-1] - fused_out["layers"][-1]).abs().max() > 1e-3
+    text_out["layers"][-1].square().mean().backward()
+    assert text_model.word_proj.weight.grad.abs().sum() > 0
+    # the decoder reads the projected text-encoder words
+    with torch.no_grad():
+        projected = text_model.word_proj(text_words)  # (B, L, d)
+        expected = text_model.encoder(video)["layers"][-1] + text_model.decoder(shallow, projected, pad)["layers"][-1]
+    torch.testing.assert_close(text_out["layers"][-1].detach(), expected)
+
+
+def test_decoder_words_errors():
+    with pytest.raises(ValueError, match="spatiotemporal.decoder_words='sentence'"):
+        SpatioTemporalReasoner(D, make_cfg("cube-frame", decoder_words="sentence"))
+    with pytest.raises(ValueError, match="text_width"):
+        SpatioTemporalReasoner(D, make_cfg("cube-frame", decoder_words="text"))
+    model = SpatioTemporalReasoner(D, make_cfg("cube-frame", decoder_words="text"), text_width=48)
+    with pytest.raises(ValueError, match=r"words \(B, L, D_t=48\)"):
+        model(torch.randn(1, 2, D, 4, 4), torch.randn(1, 2, D, 4, 4), torch.randn(1, 3, D), None)
+
+
 def test_attention_cost():
     T, h, w, k = 8, 22, 22, 4
     full, cf = attention_cost("full", T, h, w, k), attention_cost("cube-frame", T, h, w, k)
