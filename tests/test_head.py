@@ -59,3 +59,33 @@ def test_similarity_is_a_cosine_in_range():
     cos.sum().backward()
     for name, p in sim.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+PIX = HeadConfig(hidden=16, groups=4, output_stride=4, sim_dim=16, pixel_dim=8)
+
+
+def test_pixel_refinement_doubles_the_resolution_and_reads_the_pixels():
+    torch.manual_seed(0)
+    head = MaskHead(D, PIX, 8).eval()
+    feats, frames = torch.randn(1, 2, D, 8, 8), torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        logits = head(feats, (64, 64), frames)
+        moved = frames.clone()
+        moved[..., 10:20, 10:20] += 3.0  # change a few pixels, not the features
+        changed = (head(feats, (64, 64), moved) - logits).abs()
+    assert logits.shape == (1, 2, 64, 64)
+    # the logits near the edited pixels follow them; far away only GroupNorm's statistics move
+    assert changed[..., 4:26, 4:26].max() > 5 * changed[..., 40:, 40:].max() > 0
+    assert head.output_stride == 4  # the conv stack ends at stride 4; the refinement works at stride 2
+
+
+def test_pixel_refinement_needs_frames_and_gets_gradients():
+    torch.manual_seed(0)
+    head = MaskHead(D, PIX, 8)
+    with pytest.raises(ValueError, match="needs the frames"):
+        head(torch.randn(1, 2, D, 8, 8), (64, 64))
+    head(torch.randn(2, 2, D, 8, 8), (64, 64), torch.randn(2, 2, 3, 64, 64)).square().mean().backward()
+    for name, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="pixel_dim"):
+        MaskHead(D, HeadConfig(hidden=16, groups=4, pixel_dim=6), 8)
