@@ -230,4 +230,5 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
     model = build_model(cfg.model)
     load_model_weights(model, state, source=f"checkpoint {str(path)!r}")
+    model.set_history_training(cfg.train.history_training)  # "off": inference falls back to initial tokens
     return model.to(device).eval(), cfg

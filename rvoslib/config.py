@@ -158,7 +158,10 @@ class TrainConfig:
     lr_milestones: tuple = (0.8,)  # fractions of `steps` where the lr is multiplied by lr_gamma
     lr_gamma: float = 0.1  # step-decay factor
     amp: str = "auto"  # "auto" (bf16 on CUDA when supported) | "bf16" | "fp16" | "none"
-    history_training: str = "off"  # "off" | "one-step" | "two-step": two-clip history training
+    # two-clip history training: "off" | "one-step" | "two-step". On by default because inference feeds
+    # pooled history to every window after the first; "off" never trains the pooling (such a checkpoint
+    # is run with the learned initial tokens in every window)
+    history_training: str = "two-step"
     ckpt_every: int = 500  # steps between checkpoints
     eval_every: int = 500  # steps between validation runs (0 disables)
     log_every: int = 10  # steps between log lines

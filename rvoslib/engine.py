@@ -600,6 +600,7 @@ def build_training(cfg: Config, ctx: DistContext) -> tuple[nn.Module, torch.opti
 
     seed_everything(cfg.train.seed)  # the same initial weights on every rank and on resume
     model = build_model(cfg.model).to(ctx.device).train()
+    model.set_history_training(cfg.train.history_training)  # in-training evaluation runs as the checkpoint will
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype(cfg.train.amp, ctx.device) == torch.float16 else None

@@ -10,7 +10,8 @@ array, and runs the model clip by clip, the way VLP-RVOS is meant to run online:
    dataset does (``rvoslib.data.transforms``), and all sentences go through the model
    together as a batch (B = number of sentences, or chunks of ``batch_size``);
 3. the history tokens the model returns for one window are fed to the next one, so
-   what was segmented earlier guides what comes later;
+   what was segmented earlier guides what comes later (unless the model's history pooling
+   was never trained: see :func:`carries_history`);
 4. the ``(B, T, S, S)`` mask logits are upsampled (bilinear) to the original frame size
    and only then thresholded: ``masks = sigmoid(logits) > threshold``.
 
@@ -34,6 +35,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -338,6 +340,28 @@ def _chunks(num: int, batch_size: Optional[int]) -> list[slice]:
     return [slice(i, min(i + batch_size, num)) for i in range(0, num, batch_size)]
 
 
+_warned_untrained_history = weakref.WeakSet()  # models already warned about by carries_history
+
+
+def carries_history(model: Any, num_windows: int) -> bool:
+    """Whether the history tokens one window returns are fed to the next window.
+
+    Not when the model's history pooling was never trained (``model.history_trained`` False:
+    a checkpoint trained with ``train.history_training="off"``): pooled tokens from untrained
+    layers would only disturb it, so every window gets the learned initial tokens, as every
+    training clip did. That is logged once per model (not per window or video), and only when
+    it changes something (more than one window).
+    """
+    if getattr(model, "history_trained", True):
+        return True
+    if num_windows > 1 and model not in _warned_untrained_history:
+        _warned_untrained_history.add(model)
+        logger.warning("this model's history tokens were never trained (train.history_training='off'), so every "
+                       "window starts from the learned initial tokens instead of the previous window's history; "
+                       "train with history_training='two-step' (the default) to carry history across windows")
+    return False
+
+
 def run_windows(model: Any, frames: np.ndarray, tokens: torch.Tensor, *, window: int, size: int,
                 device: torch.device, dtype: Optional[torch.dtype] = None, threshold: float = 0.5,
                 keep: Optional[Sequence[int]] = None, return_logits: bool = False,
@@ -370,7 +394,9 @@ def run_windows(model: Any, frames: np.ndarray, tokens: torch.Tensor, *, window:
     cut = probability_logit(threshold)
     history: list[Optional[torch.Tensor]] = [None] * len(chunks)  # one carried state per chunk
     tokens = tokens.to(device)
-    for indices, valid in eval_windows(num_frames, window):
+    windows = list(eval_windows(num_frames, window))
+    carry = carries_history(model, len(windows))
+    for indices, valid in windows:
         real = [i for i, v in zip(indices, valid) if v]
         wanted = [(n, slot[i]) for n, i in enumerate(real) if i in slot]  # (window position, output row)
         clip = prepare_frames(frames[indices], size).to(device)  # (window, 3, S, S)
@@ -378,7 +404,7 @@ def run_windows(model: Any, frames: np.ndarray, tokens: torch.Tensor, *, window:
             batch = repeat(clip, "t c h w -> b t c h w", b=rows.stop - rows.start)
             with _autocast(device, dtype):
                 out = model(batch, tokens[rows], history[c])
-            history[c] = out["history"]  # (b, N_h, D_v) detached, fed to the next window
+            history[c] = out["history"] if carry else None  # (b, N_h, D_v) detached, fed to the next window
             if not wanted:
                 continue
             positions = [n for n, _ in wanted]

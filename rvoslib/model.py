@@ -67,6 +67,19 @@ class VLPRVOS(nn.Module):
         self.head = MaskHead(d, cfg.head, self.vision.patch_size)
         self.similarity = PixelTextSimilarity(d, d_t, cfg.head.sim_dim)
         self._tokenizer = None
+        # False when the history pooling layers never received a gradient (trained with
+        # train.history_training="off"): online inference then gives every window the learned
+        # initial tokens instead of pooled history (rvoslib.inference.carries_history)
+        self.history_trained = True
+
+    def set_history_training(self, mode: str) -> None:
+        """Record how this model's history was (or is being) trained, ``train.history_training``.
+
+        With ``"off"`` the pooling layers of ``HistoryEncoder.pool`` never get a gradient, so their
+        tokens are untrained noise to the next clip: ``history_trained`` becomes False (for a model
+        with history tokens). Called by ``model_from_checkpoint`` and the training engine.
+        """
+        self.history_trained = self.history is None or mode != "off"
 
     # ------------------------------------------------------------------ text
 

@@ -11,7 +11,7 @@ import torch
 
 from rvoslib import engine
 from rvoslib.checkpoint import load_checkpoint
-from rvoslib.config import Config, TrainConfig, get_preset
+from rvoslib.config import PRESETS, Config, TrainConfig, get_preset
 from rvoslib.data import collate_clips, read_ref_youtube_vos, write_synthetic_dataset
 from rvoslib.distributed import DistContext
 from rvoslib.engine import (
@@ -56,6 +56,7 @@ def tiny_cfg(root, out, **train_options) -> Config:
     cfg.train.out_dir = str(out)
     cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 4, 2, 2
     cfg.train.eval_every, cfg.train.ckpt_every, cfg.train.log_every = 0, 2, 1
+    cfg.train.history_training = "off"  # one clip per item (half the compute); history tests set their mode
     for key, value in train_options.items():
         setattr(cfg.train, key, value)
     return cfg
@@ -291,6 +292,19 @@ def test_loss_decreases_on_a_fixed_batch(shapes, tmp_path):
         losses.append(trainer.train_step([batch], step)["total"])
         scheduler.step()
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_history_training_is_on_by_default():
+    # inference feeds pooled history to every window after the first, so the pooling must be trained
+    assert TrainConfig().history_training == "two-step"
+    for name, preset in PRESETS.items():
+        assert preset().train.history_training == "two-step", name
+
+
+@pytest.mark.parametrize("mode, trained", [("off", False), ("two-step", True)])
+def test_training_model_knows_whether_its_history_is_trained(shapes, tmp_path, mode, trained):
+    trainer, _ = make_trainer(tiny_cfg(shapes, tmp_path, history_training=mode))
+    assert trainer.model.history_trained == trained  # in-training evaluation falls back as a loaded checkpoint
 
 
 @pytest.mark.parametrize("mode", ["one-step", "two-step"])

@@ -129,6 +129,33 @@ def test_keep_restricts_outputs_not_processing():
     np.testing.assert_allclose(result.logits[0, :, 0, 0], [1.0, 20.0], rtol=1e-5)
 
 
+def test_untrained_history_falls_back_to_initial_tokens_with_one_warning(caplog):
+    # a model whose history pooling was never trained (a checkpoint trained with history_training="off")
+    stub = StubModel()
+    stub.history_trained = False
+    with caplog.at_level("WARNING", logger="rvoslib.inference"):
+        segment_frames(random_video(10, 8, 8), "x", stub, window=4, progress=False)
+        segment_frames(random_video(7, 8, 8), ["a", "b"], stub, window=3, batch_size=1, progress=False)
+    assert len(stub.calls) == 3 + 3 * 2
+    assert all(c["history"] is None for c in stub.calls)  # every window: the learned initial tokens
+    warnings = [r for r in caplog.records if "history" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"  # one per model, not per window or call
+
+
+def test_untrained_history_matches_independent_windows(tiny_model):
+    frames, tokens = random_video(6, 16, 16, seed=4), tiny_model.tokenize(["the red circle"])
+    tiny_model.history_trained = False
+    try:
+        result = segment_frames(frames, "the red circle", tiny_model, window=4, return_logits=True, progress=False)
+    finally:
+        tiny_model.history_trained = True
+    with torch.inference_mode():
+        clip = prepare_frames(frames[[4, 5, 5, 5]], 64)[None]
+        alone = tiny_model(clip, tokens)["pred_masks"][:, :2]  # the second window with the initial tokens
+    expected = F.interpolate(alone, size=(16, 16), mode="bilinear", align_corners=False).numpy()
+    np.testing.assert_allclose(result.logits[:, 4:], expected, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- matches manual calls
 
 

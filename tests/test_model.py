@@ -208,6 +208,7 @@ def test_shipped_checkpoint_loads_with_its_old_behaviour():
     assert cfg.model.vision.capture_time_code == "none" and model.vision.time_code is None
     assert cfg.model.vision.capture_placement == "attention"
     assert cfg.model.spatiotemporal.decoder_words == "fused" and model.reasoner.word_proj is None
+    assert cfg.train.history_training == "off" and not model.history_trained  # inference: initial tokens
     frames = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     tokens = model.tokenize(["the red circle moving left"])
     with torch.no_grad():
@@ -269,3 +270,18 @@ def test_decoder_words_fused_or_text():
     text.train()
     _loss(text(_clip(b=1), tokens)).backward()
     assert text.reasoner.word_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode, trained", [("off", False), ("one-step", True), ("two-step", True)])
+def test_checkpoint_says_whether_history_was_trained(tmp_path, tiny_model, mode, trained):
+    from rvoslib.checkpoint import model_from_checkpoint, save_checkpoint
+
+    assert tiny_model.history_trained  # a freshly built model: assumed trained
+    cfg = get_preset("tiny")
+    cfg.train.history_training = mode
+    model, _ = model_from_checkpoint(save_checkpoint(tmp_path / "run.pt", tiny_model, cfg))
+    assert model.history_trained == trained
+    cfg.model.prompts.use_history = False  # no history tokens: nothing to fall back from
+    no_history = build_model(cfg.model)
+    model, _ = model_from_checkpoint(save_checkpoint(tmp_path / "plain.pt", no_history, cfg))
+    assert model.history is None and model.history_trained
