@@ -97,6 +97,7 @@ class HeadConfig:
     groups: int = 32  # GroupNorm groups
     output_stride: int = 4  # the conv stack upsamples x2 until this stride, then bilinear to S
     sim_dim: int = 256  # projection width for the pixel-text cosine map
+    pixel_dim: int = 0  # channels of a conv path from the RGB frame into the head's last stage (0 = off)
 
 
 @dataclass

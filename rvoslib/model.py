@@ -121,11 +121,11 @@ class VLPRVOS(nn.Module):
         st = self.reasoner(fused["video"], vis["shallow"], decoder_words, text["word_pad"], record_attention)
         out_size = frames.shape[-2:]
         final = st["layers"][-1]  # (B, T, d, h, w)
-        pred = self.head(final, out_size)  # (B, T, S, S)
+        pred = self.head(final, out_size, frames)  # (B, T, S, S)
         with_aux = self.training if aux is None else aux
         out = {
             "pred_masks": pred,
-            "aux_masks": [self.head(x, out_size) for x in st["layers"][:-1]] if with_aux else [],
+            "aux_masks": [self.head(x, out_size, frames) for x in st["layers"][:-1]] if with_aux else [],
             "similarity": self.similarity(final, text["sentence"]),  # (B, T, h, w)
             "history": None if self.history is None else self.history.pool(final, pred),
             "features": final,
