@@ -452,7 +452,7 @@ def plot_study(study: dict, path: Path) -> Path:
 def machine_info() -> dict:
     import torch
 
-    from benchmarks.run import cpu_name
+    from benchmarks.common import cpu_name
 
     return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(),

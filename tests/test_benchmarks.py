@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-SECTIONS = ("adaptation", "cube", "train", "inference", "data")
+SECTIONS = ("adaptation", "cube", "train", "inference", "data", "tiny-train")
 
 
 @pytest.mark.slow
@@ -37,6 +37,30 @@ def test_quick_benchmark_runs(tmp_path):
     assert all("peak_mib" in m for m in train["peak_memory"].values()), train["peak_memory"]
     assert results["sections"]["inference"]["tiny"]["fps_model"] > 0
     assert all(v["clips_per_s"] > 0 for v in results["sections"]["data"]["loading"].values())
+    check_tiny_train(results)
+
+
+def check_tiny_train(results):
+    """Section 6 has its keys, every number positive, and the tiny preset's sizes as read at run time."""
+    from rvoslib.config import get_preset
+
+    tiny = results["sections"]["tiny-train"]
+    preset = get_preset("tiny")
+    config = tiny["config"]
+    assert (config["size"], config["frames"], config["batch"]) == (
+        preset.model.backbone.image_size, preset.model.num_frames, preset.train.batch_size)
+    assert config["history_training"] == preset.train.history_training
+    assert config["encode_image_frames"] == config["batch"] * config["frames"]
+    assert all(tiny["times"][k]["median_s"] > 0 for k in ("data", "step", "encode_image", "encode_image_weights"))
+    for key in ("step_over_encode_image", "step_over_encode_image_weights", "data_over_step"):
+        assert tiny[key]["median"] > 0, key
+    assert tiny["step_over_encode_image_per_clip_pass"] > 0
+    for kind in ("step", "data_and_step"):
+        assert {"steps_per_min", "clips_per_min", "frames_per_min"} == set(tiny["throughput"][kind])
+        assert all(v > 0 for v in tiny["throughput"][kind].values()), tiny["throughput"]
+    assert 0 < tiny["data_share"]["median"] < 1
+    assert tiny["profile"]["top"] and all(op["share"] > 0 for op in tiny["profile"]["top"])
+    assert sum(row["section"] == "6" for row in results["table"]) >= 5
 
 
 def test_bad_section_is_rejected():
