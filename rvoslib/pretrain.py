@@ -12,8 +12,8 @@ attributes and spatial relations ("a red circle to the left of a small blue squa
 - AdamW (open_clip's rule: no weight decay on gains, biases, 1-D parameters and
   ``logit_scale``), linear warm-up then cosine decay, a tqdm bar showing the loss;
 - exact contrastive targets: every caption of a batch is true of its own image and false of
-  every other image of the batch (no false negatives), and about half the scenes come with an
-  attribute-swapped copy in the same batch (hard negatives: only binding tells them apart).
+  every other image of the batch (no false negatives), and most scenes come with a hard-negative
+  copy in the same batch (same layout; two objects' attributes swapped, or one object's changed).
 
 ``--data shapes`` instead trains on version 1's single-shape pairs ("a small red circle",
 :func:`rvoslib.data.synthetic.make_caption_pairs`, 48 distinct captions per batch at most), which
@@ -70,8 +70,8 @@ EVAL_SEED_OFFSET = 10_000  # held-out scenes use seed + this, so they never shar
 MIN_EVAL = 100  # fewest held-out scenes the evaluation accepts (retrieval blocks of 50, probes split in halves)
 
 # The settings of the shipped checkpoint (data_samples/tiny_clip/rvos-tiny-scenes.pt), also the CLI defaults.
-DEFAULTS = dict(data="scenes", model=MODEL_NAME, steps=3000, batch_size=64, seed=0, lr=2e-3, num_images=20_000,
-                warmup_steps=200, weight_decay=0.1, num_eval=1000)
+DEFAULTS = dict(data="scenes", model=MODEL_NAME, steps=1800, batch_size=64, seed=0, lr=2e-3, num_images=20_000,
+                warmup_steps=150, weight_decay=0.1, num_eval=1000)
 
 
 # --------------------------------------------------------------------------- model and data
@@ -152,7 +152,7 @@ def held_out_scenes(num: int, seed: int):
     """Held-out scenes for the measures: images (num, S, S, 3) uint8 and the scenes (no swapped copies)."""
     from rvoslib.data.scenes import make_scene_pool
 
-    images, scenes, _ = make_scene_pool(num, seed, IMAGE_SIZE, swap_prob=0.0)
+    images, scenes, _ = make_scene_pool(num, seed, IMAGE_SIZE, pair_prob=0.0)
     return images, scenes
 
 

@@ -44,8 +44,9 @@ def measured_objects(scene: sc.Scene) -> list[dict]:
     return result
 
 
-def true_of(parsed: dict, scene: sc.Scene) -> bool:
-    """Independent truth check of a parsed caption against a scene's pixels."""
+def true_of(parsed: dict, scene: sc.Scene, margin: float = 0.0) -> bool:
+    """Independent truth check of a parsed caption against a scene's pixels (a relation holds when
+    the visible centroids differ by more than ``margin`` pixels in its direction)."""
     objects = measured_objects(scene)
     if parsed["count"] is not None and parsed["count"] != len(np.unique(scene.id_map)) - 1:
         return False
@@ -56,8 +57,8 @@ def true_of(parsed: dict, scene: sc.Scene) -> bool:
         if relation is None:
             return True
         a, b = chosen[0], chosen[1]
-        if {"left of": a["x"] < b["x"], "right of": a["x"] > b["x"],
-                "above": a["y"] < b["y"], "below": a["y"] > b["y"]}[relation]:
+        if {"left of": b["x"] - a["x"], "right of": a["x"] - b["x"],
+                "above": b["y"] - a["y"], "below": a["y"] - b["y"]}[relation] > margin:
             return True
     return False
 
@@ -83,18 +84,25 @@ def test_pool_is_deterministic_by_seed(pool):
     assert not np.array_equal(sc.make_scene_pool(10, seed=4)[0], images[:10])
 
 
-def test_swapped_copies_keep_the_layout_and_exchange_one_attribute(pool):
+def test_paired_copies_keep_the_layout_and_swap_or_change_one_attribute(pool):
     _, scenes, groups = pool
     pairs = [g for g in groups if len(g) == 2]
-    assert len(pairs) > 20
+    assert len(pairs) > 30
+    swaps = changes = 0
     for i, j in pairs:
         a, b = scenes[i].objects, scenes[j].objects
         assert all(np.array_equal(p.centres, q.centres) for p, q in zip(a, b))
         changed = [k for k, (p, q) in enumerate(zip(a, b)) if p.appearance() != q.appearance()]
-        assert len(changed) == 2
-        attrs = [x for x in ("size", "colour", "shape") if getattr(a[changed[0]], x) != getattr(b[changed[0]], x)]
-        assert len(attrs) == 1
-        assert getattr(a[changed[0]], attrs[0]) == getattr(b[changed[1]], attrs[0])
+        attrs = {x for k in changed for x in ("size", "colour", "shape") if getattr(a[k], x) != getattr(b[k], x)}
+        assert len(attrs) == 1 and len(changed) in (1, 2)
+        attr = attrs.pop()
+        if len(changed) == 2:  # swapped between two objects
+            swaps += 1
+            assert getattr(a[changed[0]], attr) == getattr(b[changed[1]], attr)
+            assert getattr(a[changed[1]], attr) == getattr(b[changed[0]], attr)
+        else:
+            changes += 1
+    assert swaps > 10 and changes > 10
 
 
 def test_captions_are_true_of_their_image_by_an_independent_check(pool):
@@ -118,7 +126,8 @@ def test_a_batch_has_no_false_negatives_and_keeps_swapped_pairs(pool):
     for k, (i, text) in enumerate(zip(idx, captions)):
         parsed = parse_caption(text)
         assert true_of(parsed, scenes[i]), text
-        assert not any(true_of(parsed, scenes[j]) for m, j in enumerate(idx) if m != k), text
+        # false of every other image (occlusion moves a visible centroid by a pixel or so, hence the margin)
+        assert not any(true_of(parsed, scenes[j], margin=1.5) for m, j in enumerate(idx) if m != k), text
     again = sc.sample_scene_batch(scenes, groups, 32, np.random.default_rng(1))
     assert np.array_equal(again[0], idx) and again[1] == captions  # deterministic by the generator
 

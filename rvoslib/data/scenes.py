@@ -18,9 +18,10 @@ Each caption is built from a ``spec`` ({"mentions": [attrs, ...], "relation": No
 "count": None | n}) and :func:`caption_holds` tells whether a spec is true of any list of
 objects. Training batches use it to keep contrastive targets exact: :func:`choose_captions`
 gives every image a caption that is false for every other image of the batch (no false
-negatives), and :func:`make_scene_pool` pairs many scenes with an *attribute-swapped* copy
-(same layout, two objects' colours, shapes or sizes exchanged), so a batch holds hard
-negatives that only attribute binding tells apart.
+negatives), and :func:`make_scene_pool` pairs most scenes with a copy of the same layout, either
+*attribute-swapped* (two objects' colours, shapes or sizes exchanged: only binding tells them
+apart) or with one object's attribute changed (recognising it tells them apart), so a batch
+holds hard negatives.
 
 Deterministic by seed: scene ``i`` of a pool uses ``np.random.default_rng([seed, crc32("scenes"), i])``.
 """
@@ -40,6 +41,7 @@ from rvoslib.data.synthetic import (
     _RELATION_PHRASES,
     COLOURS,
     RELATIONS,
+    SHAPES,
     SIZES,
     ShapeObject,
     SyntheticOptions,
@@ -123,12 +125,32 @@ def swap_attribute(scene: Scene, rng: np.random.Generator) -> Scene | None:
     return None
 
 
-def make_scene_pool(num_images: int, seed: int, size: int = 64, swap_prob: float = 0.5
+def change_attribute(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    """The same layout with one object's shape (50%), colour (30%) or size (20%) changed: a hard
+    negative that recognising that attribute tells apart. None when the new scene is invalid."""
+    size = scene.image.shape[0]
+    attribute = str(rng.choice(SWAPPABLE, p=[0.3, 0.5, 0.2]))
+    values = {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES)}[attribute]
+    k = int(rng.integers(len(scene.objects)))
+    objects = list(scene.objects)
+    old = objects[k]
+    new_value = str(rng.choice([v for v in values if v != getattr(old, attribute)]))
+    objects[k] = replace(old, **{attribute: new_value})
+    if attribute == "size":
+        objects[k].radius = SIZES[new_value] * size
+        if not all(_far_enough(objects[k], o) for o in objects if o is not objects[k]):
+            return None
+    return _render(objects, size, scene.background)
+
+
+def make_scene_pool(num_images: int, seed: int, size: int = 64, pair_prob: float = 0.8
                     ) -> tuple[np.ndarray, list[Scene], list[list[int]]]:
-    """About ``num_images`` scenes; with probability ``swap_prob`` a scene comes with its swapped copy.
+    """About ``num_images`` scenes; with probability ``pair_prob`` a scene comes with a hard-negative
+    copy of the same layout: half the time two objects' attribute swapped (:func:`swap_attribute`:
+    only binding tells them apart), else one object's attribute changed (:func:`change_attribute`).
 
     Returns images (n, S, S, 3) uint8, the n scenes, and groups: lists of image indices that
-    belong together (a scene alone, or a scene and its swapped copy) for batching.
+    belong together (a scene alone, or a scene and its copy) for batching.
     """
     scenes: list[Scene] = []
     groups: list[list[int]] = []
@@ -137,7 +159,9 @@ def make_scene_pool(num_images: int, seed: int, size: int = 64, swap_prob: float
         rng = np.random.default_rng([int(seed), _SALT, index])
         index += 1
         scene = generate_scene(rng, size)
-        partner = swap_attribute(scene, rng) if rng.random() < swap_prob else None
+        partner = None
+        if rng.random() < pair_prob:
+            partner = swap_attribute(scene, rng) if rng.random() < 0.5 else change_attribute(scene, rng)
         members = [scene] if partner is None or len(scenes) + 2 > num_images else [scene, partner]
         groups.append(list(range(len(scenes), len(scenes) + len(members))))
         scenes += members
@@ -148,10 +172,18 @@ def make_scene_pool(num_images: int, seed: int, size: int = 64, swap_prob: float
 # ----------------------------------------------------------------------------- captions
 
 
-def caption_holds(spec: dict, objects: Sequence[ShapeObject]) -> bool:
+def _roughly(relation: str, a: ShapeObject, b: ShapeObject) -> bool:
+    """Whether ``a`` is ``relation`` ``b`` by any margin (centres compared)."""
+    axis = 0 if relation in ("left of", "right of") else 1
+    gap = float(b.centres[0, axis] - a.centres[0, axis])  # > 0: a is left of / above b
+    return gap > 0 if relation in ("left of", "above") else gap < 0
+
+
+def caption_holds(spec: dict, objects: Sequence[ShapeObject], strict: bool = True) -> bool:
     """Whether a caption spec is true of a scene: distinct objects match its mentions (and the
     relation holds from the first mentioned object to the second; the count equals the number
-    of objects)."""
+    of objects). ``strict``: the relation needs synthetic's margin (half the radii sum), as
+    captions are made; otherwise any margin counts (to rule a caption out for another image)."""
     if spec.get("count") is not None and spec["count"] != len(objects):
         return False
     mentions = spec["mentions"]
@@ -159,7 +191,10 @@ def caption_holds(spec: dict, objects: Sequence[ShapeObject]) -> bool:
         return False
     for chosen in itertools.permutations(objects, len(mentions)):
         if all(_matches(o, m) for o, m in zip(chosen, mentions)):
-            if spec.get("relation") is None or _relation_holds(spec["relation"], chosen[0], chosen[1]).all():
+            relation = spec.get("relation")
+            if relation is None:
+                return True
+            if _relation_holds(relation, chosen[0], chosen[1]).all() if strict else _roughly(relation, *chosen[:2]):
                 return True
     return False
 
@@ -215,45 +250,52 @@ def random_caption_spec(objects: Sequence[ShapeObject], rng: np.random.Generator
     return {"mentions": mentions, "relation": relation, "count": count}
 
 
-def choose_captions(scenes: Sequence[Scene], rng: np.random.Generator, tries: int = 12) -> list[str | None]:
-    """One caption per scene, true of it and false of every other scene of the list (so the
-    contrastive targets of a batch are exact), all different; None where ``tries`` draws failed."""
-    captions: list[str | None] = []
+def _choose(scenes: Sequence[Scene], rng: np.random.Generator, tries: int) -> list[tuple[dict, str] | None]:
+    found: list[tuple[dict, str] | None] = []
     for k, scene in enumerate(scenes):
-        found = None
+        found.append(None)
         for _ in range(tries):
             spec = random_caption_spec(scene.objects, rng)
-            if not any(caption_holds(spec, other.objects) for j, other in enumerate(scenes) if j != k):
+            if not any(caption_holds(spec, other.objects, strict=False) for j, other in enumerate(scenes) if j != k):
                 text = caption_text(spec, rng)
-                if text not in captions:
-                    found = text
+                if all(f is None or f[1] != text for f in found):
+                    found[k] = (spec, text)
                     break
-        captions.append(found)
-    return captions
+    return found
+
+
+def choose_captions(scenes: Sequence[Scene], rng: np.random.Generator, tries: int = 12) -> list[str | None]:
+    """One caption per scene, true of it and false of every other scene of the list even with a
+    relation by any margin (so the contrastive targets of a batch are exact), all different; None
+    where ``tries`` draws failed."""
+    return [None if f is None else f[1] for f in _choose(scenes, rng, tries)]
 
 
 def sample_scene_batch(scenes: Sequence[Scene], groups: Sequence[Sequence[int]], batch_size: int,
                        rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """``batch_size`` image indices (whole groups: swapped pairs stay together) and their captions
-    from :func:`choose_captions`; an image without a valid caption is replaced by another one."""
+    """``batch_size`` image indices (whole groups: paired copies stay together) and their captions
+    from :func:`choose_captions`; an image left without a valid caption is replaced by another one
+    whose caption is false of the others and which makes no other caption true."""
     order = rng.permutation(len(groups))
     chosen: list[int] = []
     for g in order:
-        members = list(groups[g])[: batch_size - len(chosen)]
-        chosen += members
+        chosen += list(groups[g])[: batch_size - len(chosen)]
         if len(chosen) == batch_size:
             break
-    captions = choose_captions([scenes[i] for i in chosen], rng)
+    found = _choose([scenes[i] for i in chosen], rng, tries=12)
     spare = iter(i for g in order[::-1] for i in groups[g] if i not in chosen)
-    for k in [k for k, c in enumerate(captions) if c is None]:
+    for k in [k for k, f in enumerate(found) if f is None]:
         for candidate in spare:
-            others = [scenes[i] for j, i in enumerate(chosen) if j != k]
-            spec = random_caption_spec(scenes[candidate].objects, rng)
+            objects = scenes[candidate].objects
+            if any(f is not None and caption_holds(f[0], objects, strict=False) for f in found):
+                continue
+            spec = random_caption_spec(objects, rng)
             text = caption_text(spec, rng)
-            if not any(caption_holds(spec, o.objects) for o in others) and text not in captions:
-                chosen[k], captions[k] = candidate, text
+            others = [scenes[i] for j, i in enumerate(chosen) if j != k]
+            if (not any(caption_holds(spec, o.objects, strict=False) for o in others)
+                    and all(f is None or f[1] != text for f in found)):
+                chosen[k], found[k] = candidate, (spec, text)
                 break
-    if any(c is None for c in captions):
+    if any(f is None for f in found):
         raise RuntimeError(f"could not caption a batch of {batch_size} scenes without false negatives")
-    return np.asarray(chosen), [str(c) for c in captions]
-
+    return np.asarray(chosen), [f[1] for f in found]
