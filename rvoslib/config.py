@@ -270,14 +270,16 @@ def clip_l14() -> Config:
 def tiny() -> Config:
     """A CPU-sized model for tests, notebooks' fast mode and toy-scale studies.
 
-    The CLIP is open_clip's own architecture at toy size ("rvos-tiny": width 64,
-    4 layers, patch 8, S=64 -> 8 x 8 grid; text width 64, 4 layers, context 32).
-    ``pretrained=None`` gives random CLIP weights; the engines point it at the
-    shipped tiny pretrained checkpoint.
+    The CLIP is open_clip's own architecture at toy size ("rvos-tiny2": width 64,
+    4 layers, patch 8, S=64 -> 8 x 8 grid; text width 32, 4 layers, context 32),
+    the architecture of the shipped tiny CLIP pretrained on still scenes
+    (``data_samples/tiny_clip/rvos-tiny-scenes.pt``). ``pretrained=None`` gives random
+    CLIP weights; the engines point it at that checkpoint. History is trained with
+    two clips per step (the default), as inference feeds it to every window after the first.
     """
     cfg = Config()
     m = cfg.model
-    m.backbone = BackboneConfig(model_name="rvos-tiny", pretrained=None, image_size=64)
+    m.backbone = BackboneConfig(model_name="rvos-tiny2", pretrained=None, image_size=64)
     m.prompts = PromptConfig(num_vision=4, num_temporal=2, num_language=4, num_history=2,
                              generator_dim=64, generator_layers=1, generator_heads=2)
     m.vision = VisionConfig(stage1_heads=2, tap_layers=(0, 1, 2, 3))

@@ -20,10 +20,11 @@ import torch
 log = logging.getLogger(__name__)
 
 MODES = ("fast", "full", "auto")
-TINY_CLIP_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-shapes.pt"  # the shipped tiny pretrained CLIP
-TINY_RVOS_CHECKPOINT = "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"  # the shipped tiny VLP-RVOS (on that CLIP)
 TINY_CLIP_SCENES_CHECKPOINT = "data_samples/tiny_clip/rvos-tiny-scenes.pt"  # tiny CLIP v2, pretrained on scenes
 TINY_CLIP_SCENES_MODEL = "rvos-tiny2"  # its open_clip config (rvoslib/model_configs/rvos-tiny2.json)
+TINY_CLIP_CHECKPOINT = TINY_CLIP_SCENES_CHECKPOINT  # the shipped tiny pretrained CLIP the tiny preset uses
+TINY_CLIP_MODEL = TINY_CLIP_SCENES_MODEL  # its architecture, the tiny preset's backbone.model_name
+TINY_RVOS_CHECKPOINT = "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"  # the shipped tiny VLP-RVOS (on that CLIP)
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,12 @@ def setup(seed: int = 0, mode: str | None = None, device: str | None = None) -> 
 def use_shipped_tiny_clip(cfg):
     """Point a tiny-preset config at the shipped tiny pretrained CLIP when it is present.
 
-    Only a config with ``model_name="rvos-tiny"`` and no CLIP weights chosen is changed.
+    Only a config with the shipped CLIP's architecture (``TINY_CLIP_MODEL``) and no CLIP
+    weights chosen is changed.
     Returns ``cfg`` (changed in place) for chaining.
     """
     backbone = cfg.model.backbone
-    if backbone.model_name == "rvos-tiny" and backbone.pretrained is None:
+    if backbone.model_name == TINY_CLIP_MODEL and backbone.pretrained is None:
         shipped = find_sample(TINY_CLIP_CHECKPOINT)
         backbone.pretrained = str(shipped) if shipped.is_file() else None
     return cfg
