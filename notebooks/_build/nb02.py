@@ -46,12 +46,11 @@ nb.code(setup_cell(r"""
     from rvoslib.config import BackboneConfig
     from rvoslib.data import read_ref_davis17, read_ref_youtube_vos
     from rvoslib.data.synthetic import all_captions, caption_for, make_caption_pairs
-    from rvoslib.runtime import TINY_CLIP_CHECKPOINT
 
     if rt.fast:
         torch.set_num_threads(1)  # the tiny CLIP's tensors are small: threads cost more than they bring on a CPU
     DATA = ROOT / "data_samples"
-    TINY_CLIP = ROOT / TINY_CLIP_CHECKPOINT
+    TINY_CLIP = DATA / "tiny_clip" / "rvos-tiny-shapes.pt"  # version 1 (one shape per image), studied here
     sidecar = json.loads(pretrain.sidecar_path(TINY_CLIP).read_text())
 
     tiny_cfg = BackboneConfig(model_name="rvos-tiny", pretrained=str(TINY_CLIP), image_size=64)
