@@ -198,7 +198,7 @@ def test_cli_defaults_and_overrides(tmp_path):
     parser = add_train_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--set", "train.lr=3e-4", "--set", "model.spatiotemporal.attention=full"])
     cfg = config_from_args(args)
-    assert cfg.model.backbone.model_name == "rvos-tiny" and cfg.train.lr == 3e-4
+    assert cfg.model.backbone.model_name == "rvos-tiny2" and cfg.train.lr == 3e-4
     assert cfg.model.spatiotemporal.attention == "full"
     assert (engine.Path(cfg.data.root) / "train" / "meta_expressions.json").is_file()  # bundled data found
     with pytest.raises(ValueError, match="train.nope"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rvoslib.config import get_preset
-from rvoslib.runtime import (TINY_CLIP_CHECKPOINT, find_sample, notebook_config, repo_root, resolve_mode, setup,
+from rvoslib.runtime import (TINY_CLIP_CHECKPOINT, TINY_CLIP_MODEL, find_sample, notebook_config, repo_root, resolve_mode, setup,
                              use_shipped_tiny_clip)
 
 
@@ -33,7 +33,7 @@ def test_find_sample_resolves_from_any_folder(tmp_path, monkeypatch):
 def test_shipped_tiny_clip_only_for_tiny_without_weights(monkeypatch):
     monkeypatch.setenv("RVOSLIB_MODE", "fast")
     cfg = notebook_config(setup())
-    assert cfg.model.backbone.model_name == "rvos-tiny"
+    assert cfg.model.backbone.model_name == TINY_CLIP_MODEL == "rvos-tiny2"
     # relative when run from the repository root (portable in saved configs), else absolute
     assert find_sample(cfg.model.backbone.pretrained).resolve() == (repo_root() / TINY_CLIP_CHECKPOINT).resolve()
     b16 = use_shipped_tiny_clip(get_preset("clip-b16"))
