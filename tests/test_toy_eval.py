@@ -1,0 +1,95 @@
+"""benchmarks/toy_eval.py (fresh-split scoring) and benchmarks/ship_tiny_rvos.py (export + sidecar)."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from benchmarks import ship_tiny_rvos, toy_eval
+from rvoslib import engine
+from rvoslib.checkpoint import load_checkpoint, model_from_checkpoint
+from rvoslib.config import get_preset
+from rvoslib.data.synthetic import write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-step tiny run (random CLIP, T=2) that evaluated once, so it has a best.pt."""
+    root = tmp_path_factory.mktemp("shapes")
+    write_synthetic_dataset(root / "train", 3, seed=1, split="train", max_expressions=2)
+    write_synthetic_dataset(root / "valid", 1, seed=1, split="valid", max_expressions=2)
+    cfg = get_preset("tiny")
+    cfg.model.num_frames = 2
+    cfg.data.root = str(root)
+    cfg.train.out_dir = str(tmp_path_factory.mktemp("run"))
+    cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 2, 2, 1
+    cfg.train.eval_every, cfg.train.ckpt_every, cfg.train.log_every = 2, 2, 1
+    cfg.train.history_training = "off"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine.train(cfg, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return cfg
+
+
+def test_make_split_is_reused_and_never_overwrites_another(tmp_path):
+    folder = toy_eval.make_split(tmp_path / "std", videos=2, seed=5, hard=False)
+    meta = folder / "valid" / "meta_expressions.json"
+    stamp = meta.stat().st_mtime_ns
+    assert toy_eval.make_split(tmp_path / "std", videos=2, seed=5, hard=False) == folder
+    assert meta.stat().st_mtime_ns == stamp  # reused, not rewritten
+    with pytest.raises(FileExistsError, match="another split"):
+        toy_eval.make_split(tmp_path / "std", videos=2, seed=6, hard=False)
+    assert meta.stat().st_mtime_ns == stamp
+
+
+def test_checkpoint_arguments_are_checked(tmp_path):
+    good = tmp_path / "a.pt"
+    good.write_bytes(b"x")
+    assert toy_eval.checkpoints([f"mine={good}"]) == {"mine": str(good)}
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        toy_eval.checkpoints([str(good)])
+    with pytest.raises(SystemExit, match="no such file"):
+        toy_eval.checkpoints([f"mine={tmp_path / 'missing.pt'}"])
+
+
+def test_scores_and_table_on_a_fresh_split(run, tmp_path):
+    best = f"{run.train.out_dir}/best.pt"
+    out = tmp_path / "eval.json"
+    assert toy_eval.main(["--checkpoint", f"run={best}", "--std-seed", "7", "--hard-seed", "8", "--videos", "2",
+                          "--work", str(tmp_path / "splits"), "--out", str(out), "--threads", "1"]) == 0
+    results = json.loads(out.read_text())
+    assert results["seeds"] == {"standard": 7, "hard": 8}
+    hard = results["models"]["run"]["hard"]
+    sentences = sum(v for k, v in results["counts"]["hard"].items() if k != "videos")
+    assert hard["num_objects"] == sentences  # every sentence of the split was scored
+    assert results["reference"]["J&F/motion"] < 1.0  # a random look-alike is sometimes the wrong one
+    table = out.with_suffix(".md").read_text()
+    assert "| run |" in table and "seed 7" in table and "seed 8" in table
+    assert f"{results['models']['run']['standard']['J&F']:.3f}" in table
+
+
+def test_ship_exports_best_with_a_sidecar(run, tmp_path):
+    scores = {"seeds": {"standard": 1, "hard": 2}, "counts": {}, "reference": {"J&F": 0.5},
+              "models": {"after": {"standard": {"J&F": 0.4}, "hard": {"J&F": 0.3}}}}
+    (tmp_path / "eval.json").write_text(json.dumps(scores))
+    out = tmp_path / "ship" / "model.pt"
+    assert ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--eval", str(tmp_path / "eval.json"),
+                                "--name", "after", "--command", "rvoslib train ..."]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    state = load_checkpoint(out)
+    assert state["optimizer"] is None and all(v.dtype == torch.float16 for v in state["model"].values()
+                                              if v.is_floating_point())
+    assert sidecar["step"] == state["step"] == 2
+    assert sidecar["checkpoint"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert [v["step"] for v in sidecar["curve"]["validation"]] == [2]
+    assert sidecar["fresh_splits"]["scores"] == scores["models"]["after"]
+    assert sidecar["commands"] == ["rvoslib train ..."]
+    model, _ = model_from_checkpoint(out)
+    assert model.cfg.num_frames == 2
+    with pytest.raises(SystemExit, match="not a row"):
+        ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--eval", str(tmp_path / "eval.json"),
+                             "--name", "before"])
