@@ -18,12 +18,10 @@ whose frozen weights we call directly: ``ln_1``, ``attn.in_proj_*``, ``attn.out_
    **temporal capture is folded in here**: the temporal prompts' rows are replaced by their
    capture over the keys/values this step has just computed (see "Temporal capture").
    Then, in the blocks listed by ``vision.stage1_layers``, a new stage-1
-   cross-attention from the frame's CLS and patch tokens to the words, added through
-   ``tanh(alpha_l)`` with alpha_l = 0 at init, so at step 0 the block computes exactly
-   what CLIP computes. It is a bottleneck adapter of inner width r =
-   ``vision.stage1_dim`` (default D_v // 4): LayerNorm, queries D_v -> r, words
-   D_t -> r (one projection shared by all blocks) -> keys/values r -> 2r per block,
-   attention, output r -> D_v;
+   cross-attention from the frame's CLS and patch tokens to the words, added through a
+   gate that is zero at init, so at step 0 the block computes exactly what CLIP computes
+   (``rvoslib.stage1``: :class:`~rvoslib.stage1.Stage1CrossAttention`, a bottleneck adapter
+   of inner width ``vision.stage1_dim``);
 2. frozen MLP (``ln_2``, ``mlp``, ``ls_2``) on every token, temporal prompts included;
 3. with ``vision.capture_placement="after-mlp"`` only: the temporal capture as a separate
    step, as the paper's figure draws it,
@@ -38,37 +36,12 @@ block l, and in block l+1 every frame's patches read their own frame's (updated)
 Only the temporal prompts' attention is cross-frame; every other token's attention is
 CLIP's, untouched (the parity tests check it).
 
-Time code (``vision.capture_time_code``). Attention is permutation-invariant over its
-keys, so without a code the capture sees the *set* of frames, not their order: it cannot
-tell "moving left" from "moving right". (The only order it could see is indirect: frame
-t's prompts carry the generator's frame embedding, and frame t's patches read them. At
-init, in the tests' tiny model, reversing frames 1..T-1 moves frame 0's features by 1e-5
-or less, replacing them by ~1e-2.) We give the capture a per-frame code on both sides of
-the score, in the space of a block's ``ln_1`` output: ``e_k(t)`` is added to the keys of
-frame t's tokens and ``e_q(t)`` to the queries of frame t's temporal prompts, each mapped
-by the block's frozen projection (``+ W_k e_k(t)``, ``+ W_q e_q(t)``), only inside the
-capture (the within-frame attention never sees them).
-The score of a prompt of frame t to a token of frame s then reads
-
-    (q + W_q e_q(t)) . (k + W_k e_k(s)) = q.k + q.W_k e_k(s) + W_q e_q(t).k + W_q e_q(t).W_k e_k(s)
-
-whose last term is a learned function of (query frame, key frame): a prompt can learn to
-look at "the next frame", not only a per-key-frame bias (a code on the keys alone gives
-``q.W_k e_k(s)``, which does not know the query's own frame). Values get no code: the
-capture reads what the frames contain, and where it reads from is decided by the scores.
-Why one code shared by all blocks, through each block's frozen projections, rather than a
-code per block in query/key space: it costs 2 x max_frames x D_v parameters (98k for
-ViT-B/16, against 1.2M for per-block codes), it is an input code like CLIP's own position
-embedding (which every block also reads through its frozen projections), not a new
-attention weight, and the same code serves both placements. Kinds:
-
-- ``"learned"`` (default): two tables ``(max_frames, D_v)``, zero at init, so at step 0 the
-  model computes what it computed without a code; they do get a gradient at step 0
-  (d score / d e_k(s) = W_k^T q, non-zero), so they learn from the first step;
-- ``"sine"``: a fixed sine table ``(max_frames, D_v)`` (``rvoslib.position``) times a learned
-  scalar for keys and one for queries, zero at init (same step-0 argument); fewer
-  parameters, and defined for any T up to max_frames whether trained on it or not;
-- ``"none"``: no code (the behaviour of checkpoints saved before the option existed).
+Time code (``vision.capture_time_code``). Attention is permutation-invariant over its keys,
+so without a code the capture sees the *set* of frames, not their order. A per-frame code
+(``rvoslib.time_code``: :class:`~rvoslib.time_code.CaptureTimeCode`, ``TIME_CODES``; its
+module docstring gives the score it adds and why) is added to the keys of frame t's tokens
+and to the queries of frame t's temporal prompts, through the block's frozen projections,
+only inside the capture (the within-frame attention never sees them).
 
 Placement (``vision.capture_placement``). ``"attention"`` (default) reads the attention
 step's keys/values: the block has already computed ``ln_1`` and the key/value projections
@@ -118,45 +91,14 @@ from torch.utils.checkpoint import checkpoint
 
 from .backbone import keep_frozen_eval, unwrap_clip
 from .config import ModelConfig
-from .position import sine_position_1d
+from .stage1 import Stage1CrossAttention  # also re-exported from here, as before the split
+from .time_code import TIME_CODES, CaptureTimeCode  # idem
+from .vit_attention import _split_heads, attend, frozen_out_proj  # idem
 
-TIME_CODES = ("learned", "sine", "none")  # values of vision.capture_time_code
 CAPTURE_PLACEMENTS = ("attention", "after-mlp")  # values of vision.capture_placement
 
 
-# --------------------------------------------------------------------------- attention helpers
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    return rearrange(x, "b n (h c) -> b h n c", h=heads)  # (B, heads, n, c)
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor] = None,
-           record: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Scaled dot-product attention over heads.
-
-    Args:
-        q: ``(B, heads, Q, c)``; k, v: ``(B, heads, K, c)``.
-        mask: bool, broadcastable to ``(B, heads, Q, K)``, True = may attend; or None.
-        record: use a manual softmax and also return the weights.
-
-    Returns:
-        ``(out (B, heads, Q, c), weights (B, heads, Q, K) or None)``.
-    """
-    if not record:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, Q, K)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return weights @ v, weights
-
-
-def frozen_out_proj(attn: nn.MultiheadAttention, out: torch.Tensor) -> torch.Tensor:
-    """Merge heads ``(n, heads, S, c) -> (n, S, D)`` and apply the output projection of
-    ``attn`` (a frozen ``nn.MultiheadAttention``, whose packed q/k/v projection ``in_proj_*``
-    is applied by the caller)."""
-    return F.linear(rearrange(out, "n h s c -> n s (h c)"), attn.out_proj.weight, attn.out_proj.bias)
+# --------------------------------------------------------------------------- stage 1's residual add
 
 
 def _add_to_leading(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
@@ -171,99 +113,6 @@ def _add_to_leading(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         return x + update
     x[:, :update.shape[1]].add_(update)  # x[:, :M] was copied before stage 1 read it
     return x
-
-
-# --------------------------------------------------------------------------- stage 1
-
-
-class Stage1CrossAttention(nn.Module):
-    """Visual tokens attend to (projected) words through a bottleneck; the output is gated by
-    tanh(alpha), alpha = 0 at init.
-
-    Args:
-        width: D_v.
-        heads: attention heads (must divide ``inner``).
-        inner: r, the inner width of queries, keys and values (default D_v). The words arrive
-            already projected to r (the encoder's shared ``word_proj``, D_t -> r).
-    """
-
-    def __init__(self, width: int, heads: int, inner: Optional[int] = None):
-        super().__init__()
-        inner = width if inner is None else inner
-        if inner < 1 or inner % heads:
-            raise ValueError(f"vision.stage1_heads={heads} must divide the stage-1 inner width "
-                             f"(vision.stage1_dim) {inner}")
-        self.heads = heads
-        self.norm = nn.LayerNorm(width)
-        self.q = nn.Linear(width, inner)  # D_v -> r
-        self.kv = nn.Linear(inner, 2 * inner)  # r -> 2r (words)
-        self.out = nn.Linear(inner, width)  # r -> D_v
-        self.alpha = nn.Parameter(torch.zeros(1))  # gate tanh(alpha): 0 at step 0
-
-    def forward(self, x: torch.Tensor, words: torch.Tensor, keep: torch.Tensor, record: bool = False
-                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Gated update for the visual tokens.
-
-        Every visual token attends to the words on its own, so a row of ``x`` may hold a whole
-        clip (M = T * (1 + N)) or one frame (M = 1 + N, words repeated per frame): same result.
-
-        Args:
-            x: ``(B, M, D_v)`` visual tokens.
-            words: ``(B, L, r)`` projected word features.
-            keep: ``(B, 1, 1, L)`` bool, True at real words.
-            record: also return the head-averaged weights.
-
-        Returns:
-            ``(update (B, M, D_v), weights (B, M, L) or None)``.
-        """
-        q = _split_heads(self.q(self.norm(x)), self.heads)  # (B, heads, M, r / heads)
-        k, v = (_split_heads(t, self.heads) for t in self.kv(words).chunk(2, dim=-1))  # (B, heads, L, r / heads)
-        out, weights = attend(q, k, v, keep, record)
-        gate = torch.tanh(self.alpha)  # folded into the output projection: r x D_v products, not M x D_v
-        update = F.linear(rearrange(out, "b h m c -> b m (h c)"), gate * self.out.weight, gate * self.out.bias)
-        return update, (weights.mean(dim=1) if weights is not None else None)
-
-
-# --------------------------------------------------------------------------- temporal capture's time code
-
-
-class CaptureTimeCode(nn.Module):
-    """Per-frame codes that tell the temporal capture which frame a key, and a query, belongs to.
-
-    ``forward(T)`` returns ``(key (T, D_v), query (T, D_v))``, both in the space of a block's
-    ``ln_1`` output: the capture of block l adds ``W_k^l key[t]`` to the keys of frame t's tokens
-    and ``W_q^l query[t]`` to the queries of frame t's temporal prompts, with block l's frozen
-    projections (see the module docstring). Both are zero at init.
-
-    Args:
-        kind: "learned": two tables ``(max_frames, D_v)`` (``key_embed``, ``query_embed``), zeros;
-            "sine": a fixed sine table ``(max_frames, D_v)`` (``rvoslib.position.sine_position_1d``,
-            not saved) times two learned scalars (``key_scale``, ``query_scale``), zeros.
-        max_frames: the largest T (``prompts.max_frames``).
-        width: D_v.
-    """
-
-    def __init__(self, kind: str, max_frames: int, width: int):
-        super().__init__()
-        if kind not in ("learned", "sine"):
-            raise ValueError(f"vision.capture_time_code={kind!r}: a time code is 'learned' or 'sine'")
-        self.kind = kind
-        if kind == "learned":
-            self.key_embed = nn.Parameter(torch.zeros(max_frames, width))  # (max_frames, D_v)
-            self.query_embed = nn.Parameter(torch.zeros(max_frames, width))  # (max_frames, D_v)
-        else:
-            if width % 2:
-                raise ValueError(f"vision.capture_time_code='sine' needs an even D_v, got {width}")
-            self.register_buffer("table", sine_position_1d(max_frames, width), persistent=False)  # (max_frames, D_v)
-            self.key_scale = nn.Parameter(torch.zeros(1))
-            self.query_scale = nn.Parameter(torch.zeros(1))
-
-    def forward(self, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(key (T, D_v), query (T, D_v))`` codes of frames ``0 .. T-1``."""
-        if self.kind == "learned":
-            return self.key_embed[:num_frames], self.query_embed[:num_frames]
-        table = self.table[:num_frames]  # (T, D_v)
-        return self.key_scale * table, self.query_scale * table
 
 
 # --------------------------------------------------------------------------- the encoder
