@@ -22,7 +22,7 @@ runs it on your own video. Here you will
 **Needs:** CPU in fast mode. The shipped tiny model, `data_samples/tiny_rvos/rvos-tiny-synthetic.pt`
 (the tiny preset: a 4-block ViT CLIP of width 64 at 64 x 64 pixels; trained on a CPU on synthetic
 coloured-shapes videos like the bundled ones), and the tiny pretrained CLIP it was built on
-(`data_samples/tiny_clip/rvos-tiny-shapes.pt`). Full mode (`RVOSLIB_MODE=full`) loads a clip-b16
+(`data_samples/tiny_clip/rvos-tiny-scenes.pt`). Full mode (`RVOSLIB_MODE=full`) loads a clip-b16
 model you trained yourself (notebook 07; `RVOSLIB_CHECKPOINT`, default `runs/b16/best.pt`) on top of
 open_clip ViT-B/16 with OpenAI weights (`RVOSLIB_PRETRAINED`, default `openai`); it needs those
 weights and a GPU, and could not be run where this notebook was written (no GPU, no weights

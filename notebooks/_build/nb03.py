@@ -26,7 +26,7 @@ encoder and shows
 
 **Needs:** CPU in fast mode (the tiny preset: a 4-block ViT of width 64, 64 x 64 input, 8 x 8
 patches, T = 4); the shipped tiny vision-language-pretrained CLIP
-(`data_samples/tiny_clip/rvos-tiny-shapes.pt`) when present, else random CLIP weights (the
+(`data_samples/tiny_clip/rvos-tiny-scenes.pt`) when present, else random CLIP weights (the
 mechanics shown here do not depend on the weights). Full mode (`RVOSLIB_MODE=full`) uses
 open_clip ViT-B/16 with OpenAI weights at 352 x 352 (22 x 22 patches, T = 6) on a DAVIS clip; it
 needs the weights in the local open_clip / Hugging Face cache and is meant for a GPU. Full mode

@@ -25,7 +25,7 @@ This notebook shows, for one sentence and one chosen word:
 4. one figure with the chosen word's attention over the frames at every stage.
 
 **Needs:** CPU in fast mode (tiny preset: a 4-block ViT, 64 x 64 input, 8 x 8 patches, T = 4, on
-a synthetic shapes clip); the shipped tiny pretrained CLIP `data_samples/tiny_clip/rvos-tiny-shapes.pt`
+a synthetic shapes clip); the shipped tiny pretrained CLIP `data_samples/tiny_clip/rvos-tiny-scenes.pt`
 when present, otherwise random CLIP weights. Full mode (`RVOSLIB_MODE=full`) uses open_clip
 ViT-B/16 with OpenAI weights (S = 352, 22 x 22 patches, T = 6) on the DAVIS blackswan clip; it
 needs the weights cached locally and a GPU, and could not be run where this notebook was written.
