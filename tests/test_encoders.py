@@ -18,15 +18,23 @@ from rvoslib.vision_encoder import PromptedVisionEncoder, Stage1CrossAttention
 SENTENCES = ["the red dog running on the left", "a cat"]
 
 
+def tiny_square():
+    """The tiny preset on the "rvos-tiny" architecture (D_v = D_t = 64), whose shapes these tests spell out;
+    the preset's own "rvos-tiny2" has a narrower text tower (D_t = 32)."""
+    cfg = tiny()
+    cfg.model.backbone.model_name = "rvos-tiny"
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def clip():
     torch.manual_seed(0)
-    return create_clip(tiny().model.backbone)
+    return create_clip(tiny_square().model.backbone)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return get_tokenizer(tiny().model.backbone)
+    return get_tokenizer(tiny_square().model.backbone)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,7 @@ def tokens(tokenizer):
 
 
 def model_cfg(stage1=True, temporal=True, vision=True, language=True, **backbone) -> ModelConfig:
-    cfg = tiny().model
+    cfg = tiny_square().model
     cfg.vision.stage1 = stage1
     cfg.prompts.use_temporal, cfg.prompts.use_vision, cfg.prompts.use_language = temporal, vision, language
     for key, value in backbone.items():
