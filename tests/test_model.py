@@ -197,35 +197,26 @@ def test_frozen_clip_without_prompts_trains():
 # --------------------------------------------------------------------------- checkpoints saved before newer options
 
 
-def test_shipped_checkpoint_loads_with_its_old_behaviour():
-    """The shipped tiny model predates vision.capture_time_code / capture_placement (and
-    spatiotemporal.decoder_words): it loads with the behaviour it was trained with and gives the
-    outputs it gave before those options existed (reference values recorded with that code)."""
+def test_shipped_checkpoint_is_the_tiny_preset_with_trained_history():
+    """The shipped tiny model loads through the public path, on the shipped tiny CLIP, with the
+    tiny preset's architecture, an order-aware capture and history that was trained (so inference
+    carries history across windows), and segments a clip to finite logits of the right shape."""
     from rvoslib.checkpoint import model_from_checkpoint
-    from rvoslib.runtime import TINY_RVOS_CHECKPOINT, find_sample
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_CLIP_MODEL, TINY_RVOS_CHECKPOINT, find_sample
 
     model, cfg = model_from_checkpoint(find_sample(TINY_RVOS_CHECKPOINT))
-    assert cfg.model.vision.capture_time_code == "none" and model.vision.time_code is None
-    assert cfg.model.vision.capture_placement == "attention"
-    assert cfg.model.spatiotemporal.decoder_words == "fused" and model.reasoner.word_proj is None
-    assert cfg.train.history_training == "off" and not model.history_trained  # inference: initial tokens
-    frames = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    tokens = model.tokenize(["the red circle moving left"])
+    preset = get_preset("tiny").model
+    assert cfg.model.backbone.model_name == TINY_CLIP_MODEL
+    assert find_sample(cfg.model.backbone.pretrained).resolve() == find_sample(TINY_CLIP_CHECKPOINT).resolve()
+    for section in ("prompts", "vision", "fusion", "spatiotemporal", "head"):
+        assert getattr(cfg.model, section) == getattr(preset, section), section
+    assert cfg.model.vision.capture_time_code == "learned" and model.vision.time_code is not None
+    assert cfg.train.history_training == "two-step" and model.history_trained
+    frames = torch.randn(1, cfg.model.num_frames, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        first = model(frames, tokens)
-        second = model(frames.flip(1), tokens, first["history"])
-    reference = [  # mean logit, mean |logit|, logits at pixel (10, 20) of each frame, mean similarity
-        (-10.44332504272461, 10.529781341552734, [-8.359089851379395, -9.195645332336426, -9.557291030883789,
-                                                  -13.300557136535645], -0.7050270438194275),
-        (-10.442953109741211, 10.532120704650879, [-13.429720878601074, -9.691261291503906, -9.207277297973633,
-                                                   -8.620478630065918], -0.7049587368965149),
-    ]
-    for out, (mean, mean_abs, pixel, similarity) in zip((first, second), reference):
-        logits = out["pred_masks"]
-        assert float(logits.mean()) == pytest.approx(mean, abs=1e-3)
-        assert float(logits.abs().mean()) == pytest.approx(mean_abs, abs=1e-3)
-        assert logits[0, :, 10, 20].tolist() == pytest.approx(pixel, abs=1e-3)
-        assert float(out["similarity"].mean()) == pytest.approx(similarity, abs=1e-4)
+        out = model(frames, model.tokenize(["the red circle moving left"]))
+    assert out["pred_masks"].shape == (1, cfg.model.num_frames, 64, 64) and torch.isfinite(out["pred_masks"]).all()
+    assert out["history"].shape == (1, cfg.model.prompts.num_history, model.vision.vision_width)
 
 
 def test_old_config_dicts_get_the_old_behaviour(tmp_path, tiny_model):
