@@ -352,7 +352,7 @@ def test_write_panels(tmp_path, suffix):
 
 
 def test_png_folder_output_replaces_only_an_earlier_output(tmp_path, monkeypatch):
-    from rvoslib import inference
+    from rvoslib import outputs
 
     frames = np.full((2, 10, 14, 3), 60, dtype=np.uint8)
     result = stub_result(frames)
@@ -362,14 +362,14 @@ def test_png_folder_output_replaces_only_an_earlier_output(tmp_path, monkeypatch
     (folder / "stale.png").write_bytes(b"")
     write_panels(result, frames, folder)  # replaces the earlier output as a whole
     assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
-    real_write_image = inference.write_image
+    real_write_image = outputs.write_image
 
     def fail_on_second(path, image, **kwargs):
         if path.name == "00001.png":
             raise OSError("disk full")
         real_write_image(path, image, **kwargs)
 
-    monkeypatch.setattr(inference, "write_image", fail_on_second)
+    monkeypatch.setattr(outputs, "write_image", fail_on_second)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(OSError, match="disk full"):
         write_overlay(result, frames, folder)  # a failed write leaves the earlier output as it was
