@@ -48,7 +48,7 @@ from PIL import Image
 
 from rvoslib.data.formats import (FORMAT_ALIASES, canonical_format, read_a2d_sentences, read_mevis,
                                   read_ref_davis17, read_ref_youtube_vos)
-from rvoslib.data.records import Expression, VideoRecord
+from rvoslib.data.records import Expression, VideoRecord, check_path_component
 from rvoslib.inference import (
     add_inference_options,
     eval_mode,
@@ -405,6 +405,9 @@ def write_ytvos_submission(predictions: Iterable[VideoPrediction], out_dir: Path
 
     one PNG per frame listed in meta_expressions.json, at the frame's original size; the
     zip holds the ``Annotations/`` folder at its root. MeViS ``valid`` uses the same layout.
+    Video ids, expression ids and frame names must each be a single path component
+    (``check_path_component``), so every file stays under ``out_dir`` and every archive
+    entry is a relative path under ``Annotations/``.
 
     Args:
         predictions: :class:`VideoPrediction` per video (every frame, every expression).
@@ -417,9 +420,13 @@ def write_ytvos_submission(predictions: Iterable[VideoPrediction], out_dir: Path
     zip_path = Path(zip_path) if zip_path is not None else out_dir / "submission.zip"
     files = []
     for prediction in predictions:
+        video_id = check_path_component(prediction.video_id, "prediction", "video id")
+        names = [check_path_component(n, f"prediction for video {video_id!r}", "frame name")
+                 for n in prediction.frame_names]
         for exp_id, masks in zip(prediction.exp_ids, prediction.masks):
-            for name, mask in zip(prediction.frame_names, masks):
-                relative = Path("Annotations") / prediction.video_id / str(exp_id) / f"{name}.png"
+            exp_id = check_path_component(exp_id, f"prediction for video {video_id!r}", "expression id")
+            for name, mask in zip(names, masks):
+                relative = Path("Annotations") / video_id / exp_id / f"{name}.png"
                 write_submission_png(out_dir / relative, mask)
                 files.append(relative)
     if not files:

@@ -58,6 +58,7 @@ from rvoslib.data.records import (
     MasksUnavailableError,
     PaletteMasks,
     VideoRecord,
+    check_path_component,
 )
 from rvoslib.io import IMAGE_EXTENSIONS, image_size
 
@@ -92,7 +93,8 @@ def load_meta_expressions(path: PathLike) -> dict[str, dict]:
         the ``videos`` dict: ``{video_id: {"expressions": {...}, "frames": [...], ...}}``.
     Raises:
         FileNotFoundError (missing), DatasetFormatError (unparseable, or a key missing:
-        the message names the key and the video).
+        the message names the key and the video; or a video id, expression id or frame
+        name that is not a single path component, see ``check_path_component``).
     """
     path = Path(path)
     meta = load_json(path, "meta_expressions.json")
@@ -102,6 +104,7 @@ def load_meta_expressions(path: PathLike) -> dict[str, dict]:
     if not isinstance(videos, dict):
         raise DatasetFormatError(f"{path}: 'videos' must be an object mapping video ids to entries")
     for video_id, entry in videos.items():
+        check_path_component(video_id, path, "video id")
         for key in ("expressions", "frames"):
             if not isinstance(entry, dict) or key not in entry:
                 raise DatasetFormatError(f"{path}: video {video_id!r} has no key {key!r}")
@@ -109,7 +112,10 @@ def load_meta_expressions(path: PathLike) -> dict[str, dict]:
             raise DatasetFormatError(f"{path}: video {video_id!r}: 'expressions' must be an object")
         if not isinstance(entry["frames"], list) or not entry["frames"]:
             raise DatasetFormatError(f"{path}: video {video_id!r}: 'frames' must be a non-empty list")
+        for name in entry["frames"]:
+            check_path_component(name, path, f"video {video_id!r}: frame name")
         for exp_id, expression in entry["expressions"].items():
+            check_path_component(exp_id, path, f"video {video_id!r}: expression id")
             if not isinstance(expression, dict) or "exp" not in expression:
                 raise DatasetFormatError(f"{path}: video {video_id!r}, expression {exp_id!r} has no key 'exp'")
     return videos
@@ -415,6 +421,7 @@ def read_davis_expressions_txt(path: PathLike, annotator: int | None = None) -> 
                 f"{path}, line {line_number}: expected '<sequence> <object id> \"<sentence>\"', got {line.strip()!r}"
             )
         video_id, obj_id, sentence = parts[0], int(parts[1]), parts[2].strip().strip('"').strip()
+        check_path_component(video_id, f"{path}, line {line_number}", "video id")
         exp_id = f"a{annotator}_{kind}_{obj_id}" if annotator is not None else f"{kind}_{obj_id}"
         result.setdefault(video_id, []).append(
             Expression(exp_id, sentence, [obj_id], annotator=annotator, extra={"expression_type": kind})
@@ -444,7 +451,7 @@ def read_davis_expressions_csv(path: PathLike, annotator: int | None = None) -> 
                 raise DatasetFormatError(
                     f"{path}, line {row_number}: instance_id {row['instance_id']!r} is not an integer"
                 ) from error
-            video_id = row["video_id"].strip()
+            video_id = check_path_component((row["video_id"] or "").strip(), f"{path}, line {row_number}", "video id")
             expressions = result.setdefault(video_id, [])
             extra = {k: v for k, v in row.items() if k not in ("video_id", "instance_id", "ref_exp")}
             sentence = (row["ref_exp"] or "").strip()
@@ -638,6 +645,7 @@ def _read_a2d_videoset(path: Path) -> dict[str, dict]:
                 continue
             if len(row) < 9:
                 raise DatasetFormatError(f"{path}, line {line_number}: expected 9 columns, got {len(row)}")
+            check_path_component(row[0], f"{path}, line {line_number}", "video id")
             try:
                 videos[row[0]] = {
                     "height": int(row[4]), "width": int(row[5]), "num_frames": int(row[6]),
@@ -665,7 +673,8 @@ def _read_a2d_queries(path: Path) -> dict[str, list[Expression]]:
                 raise DatasetFormatError(
                     f"{path}, line {row_number}: instance_id {row['instance_id']!r} is not an integer"
                 ) from error
-            expressions = result.setdefault(row["video_id"], [])
+            video_id = check_path_component(row["video_id"] or "", f"{path}, line {row_number}", "video id")
+            expressions = result.setdefault(video_id, [])
             expressions.append(
                 Expression(
                     str(len(expressions)), (row["query"] or "").strip(), [instance + 1], extra={"instance_id": instance}

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from pathlib import Path, PureWindowsPath
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,6 +23,37 @@ from rvoslib.io import VOID_ID, image_size, read_frames, read_mask, read_video
 
 class DatasetFormatError(ValueError):
     """A dataset file is malformed: the message names the file, the key and the video."""
+
+
+def check_path_component(value: Any, source: str | os.PathLike, what: str = "id") -> str:
+    """``str(value)`` if it is safe as one path component, else DatasetFormatError.
+
+    Ids read from data files (video ids, expression ids, frame names) are joined into
+    input and output paths, so each must be a single component: non-empty, no ``/`` or
+    ``\\``, not ``.`` or ``..``, not absolute (nor a Windows drive), no NUL byte.
+
+    Args:
+        value: the id as read.
+        source: the file it was read from, named in the error.
+        what: what the id is ("video id", "expression id", "frame name"), for the error.
+    Returns:
+        the id as a string.
+    """
+    text = str(value)
+    problem = None
+    if not text:
+        problem = "it is empty"
+    elif "\x00" in text:
+        problem = "it contains a NUL byte"
+    elif os.path.isabs(text) or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
+        problem = "it is an absolute path"
+    elif "/" in text or "\\" in text:
+        problem = "it contains a path separator"
+    elif text in (".", ".."):
+        problem = "it is a relative folder reference"
+    if problem is not None:
+        raise DatasetFormatError(f"{source}: {what} {text!r} is not a single path component ({problem})")
+    return text
 
 
 class MasksUnavailableError(LookupError):
