@@ -170,7 +170,8 @@ model); `segment_video` resizes the mask logits back to 854 x 480 before thresho
 masks have the video's own size.
 
 **Be warned.** The tiny model has only ever seen coloured shapes on grey backgrounds, with a
-48-word vocabulary, through a 64 x 64 CLIP that was itself pretrained on nothing but shapes. It
+few dozen words (shapes, colours, sizes, motions, places), through a 64 x 64 CLIP that was itself
+pretrained on nothing but scenes of coloured shapes. It
 has no idea what a swan is, so its masks on this clip are **not meaningful**: the point of this
 section is the pipeline (real video in, full-size masks and an overlay out). Real use needs the
 clip-b16 preset with OpenAI CLIP weights, trained on a real dataset such as Ref-YouTube-VOS on a
@@ -233,7 +234,6 @@ assert gif.stat().st_size > 0 and swan_mp4.stat().st_size > 0
 if rt.fast:
     # the tiny model was trained on these shapes: it finds the referred objects far better than nothing
     assert np.mean(synthetic_jf) > 0.2, synthetic_jf
-assert 0.0 <= swan_jf <= 1.0
 WORK.cleanup()  # the overlays were written to a temporary folder; notebook 10 keeps its outputs in runs/
 print("all checks passed")
 """)

@@ -272,7 +272,7 @@ fig
 
 nb.md(r"""
 In fast mode these scores are low, and they should be: the tiny model has seen nothing but
-coloured shapes on grey backgrounds. Its CLIP is a 64 x 64-pixel toy pretrained on 48 captions, so
+coloured shapes on grey backgrounds. Its CLIP is a 64 x 64-pixel toy pretrained on captions of coloured-shape scenes, so
 "swan", "car" and "dog" are words it has never been trained on; the 854 x 480 frames are squashed
 to 64 x 64, an 8 x 8 grid of patches; and the RVOS modules learnt from synthetic videos only. Real
 numbers need the clip-b16 preset (real CLIP weights) trained on a real dataset: the paper reports
@@ -301,9 +301,6 @@ nb.code(r"""
 expected = {"J&F", "J", "F", "num_objects"} | {f"J&F/{k}" for k in ("appearance", "motion", "relation")}
 assert set(results) == expected, set(results)
 assert results["num_objects"] == sum(len(r.expressions) for r in records) == 29
-for k, v in results.items():
-    if k != "num_objects":
-        assert 0.0 <= v <= 1.0, (k, v)
 assert abs(results["J&F"] - (results["J"] + results["F"]) / 2) < 1e-9
 # the parts give exactly the one-call result
 for k in expected:
@@ -315,7 +312,7 @@ assert all(((obj.j >= 0) & (obj.j <= 1)).all() and ((obj.f >= 0) & (obj.f <= 1))
 assert sum(sum(c.values()) for c in outcomes.values()) == len(frame_scores)
 # DAVIS: the protocol's scores, one per object of the three sequences, and the merged masks on disk
 assert {"J&F", "J", "F", "groups", "objects"} <= set(davis_protocol)
-assert all(0.0 <= davis_protocol[k] <= 1.0 for k in ("J&F", "J", "F"))
+assert abs(davis_protocol["J&F"] - (davis_protocol["J"] + davis_protocol["F"]) / 2) < 1e-9
 assert sum(len(group) for group in davis_protocol["objects"].values()) == 3
 assert len(list(davis_dir.glob("*/*/*.png"))) == sum(r.num_frames for r in davis)
 if rt.fast:

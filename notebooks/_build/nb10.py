@@ -189,7 +189,7 @@ fig
 nb.md(r"""
 ## Using a real model
 
-The tiny model is a teaching tool: it knows coloured shapes and 48 words. For real videos, train
+The tiny model is a teaching tool: it knows coloured shapes and a few dozen words. For real videos, train
 the **clip-b16** preset (open_clip ViT-B/16 with OpenAI weights, 352 x 352 input, T = 6) on a real
 dataset such as Ref-YouTube-VOS on a GPU (notebook 07), then either run this notebook in full mode
 
