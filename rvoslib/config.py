@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 class BackboneConfig:
     """The frozen CLIP towers, created through open_clip."""
 
-    model_name: str = "ViT-B-16"  # open_clip architecture; "rvos-tiny" is registered by rvoslib at run time
+    model_name: str = "ViT-B-16"  # open_clip architecture; "rvos-tiny" and "rvos-tiny2" are registered by rvoslib at run time
     pretrained: Optional[str] = "openai"  # open_clip tag, local checkpoint path, or None (random init)
     image_size: int = 352  # S: square input side in pixels; a multiple of the patch size
     cache_dir: Optional[str] = None  # open_clip's weight cache folder (None: its default)

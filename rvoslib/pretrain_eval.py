@@ -14,8 +14,8 @@ All take an open_clip CLIP (any device; run in eval mode without gradients) and 
   token (through ``ln_post`` and ``proj``, :func:`dense_features`) on that object?
 
 The single-object measures of version 1 (:func:`retrieval_accuracy` over fixed captions and
-:func:`two_object_pointing` on pasted two-object composites) stay for notebook 02, which studies
-the version-1 checkpoint.
+:func:`two_object_pointing` on pasted two-object composites) stay, for a version-1 checkpoint
+remade with ``rvoslib pretrain --data shapes --model rvos-tiny`` (it is no longer shipped).
 """
 
 from __future__ import annotations

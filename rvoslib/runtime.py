@@ -46,7 +46,7 @@ def repo_root() -> Path:
 
 
 def find_sample(relative: str | Path) -> Path:
-    """Resolve a path such as ``data_samples/tiny_clip/rvos-tiny-shapes.pt``.
+    """Resolve a path such as ``data_samples/tiny_clip/rvos-tiny-scenes.pt``.
 
     Absolute paths and paths that exist from the current folder are returned as they
     are; otherwise the path is taken relative to the repository root when it exists
