@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from rvoslib import engine
+from rvoslib import engine, train_step
 from rvoslib.checkpoint import load_checkpoint
 from rvoslib.config import PRESETS, Config, TrainConfig, get_preset
 from rvoslib.data import collate_clips, read_ref_youtube_vos, write_synthetic_dataset
@@ -200,7 +201,7 @@ def test_cli_defaults_and_overrides(tmp_path):
     cfg = config_from_args(args)
     assert cfg.model.backbone.model_name == "rvos-tiny2" and cfg.train.lr == 3e-4
     assert cfg.model.spatiotemporal.attention == "full"
-    assert (engine.Path(cfg.data.root) / "train" / "meta_expressions.json").is_file()  # bundled data found
+    assert (Path(cfg.data.root) / "train" / "meta_expressions.json").is_file()  # bundled data found
     with pytest.raises(ValueError, match="train.nope"):
         config_from_args(parser.parse_args(["--set", "train.nope=1"]))
 
@@ -234,7 +235,7 @@ def test_resume_repeats_an_uninterrupted_run_exactly(shapes, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = engine.compute_losses
+    real = train_step.compute_losses
 
     def poisoned(outputs, targets, cfg):
         calls["n"] += 1
@@ -243,7 +244,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_pa
             terms["total"] = terms["total"] * float("nan")
         return terms
 
-    monkeypatch.setattr(engine, "compute_losses", poisoned)
+    monkeypatch.setattr(train_step, "compute_losses", poisoned)
     cfg = tiny_cfg(shapes, tmp_path / "run", steps=4, ckpt_every=2)
     with pytest.raises(NonFiniteLossError, match="step 3") as info:
         train(cfg, device="cpu", progress=False)
