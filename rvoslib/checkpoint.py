@@ -126,7 +126,29 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     if state.get("version") != VERSION:
         raise CheckpointFormatError(f"checkpoint {str(path)!r} has version {state.get('version')}, "
                                     f"this rvoslib reads version {VERSION}")
+    check_entries(state, path)
     return state
+
+
+def check_entries(state: dict, path: PathLike) -> None:
+    """The entries every checkpoint needs, with the right kinds; a clear error naming the file otherwise.
+
+    ``config`` must be a dict, ``model`` a dict of tensors, ``step`` an integer.
+    """
+    for key, kind in (("config", dict), ("model", dict)):
+        if key not in state:
+            raise CheckpointFormatError(f"checkpoint {str(path)!r} has no {key!r} entry (entries: "
+                                        f"{sorted(map(str, state))}); it is damaged or was not written by rvoslib")
+        if not isinstance(state[key], kind):
+            raise CheckpointFormatError(f"checkpoint {str(path)!r}: entry {key!r} is a "
+                                        f"{type(state[key]).__name__}, expected a {kind.__name__}")
+    bad = next((k for k, v in state["model"].items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointFormatError(f"checkpoint {str(path)!r}: model entry {bad!r} is a "
+                                    f"{type(state['model'][bad]).__name__}, not a tensor")
+    step = state.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointFormatError(f"checkpoint {str(path)!r}: step must be an integer >= 0, got {step!r}")
 
 
 def export_weights(src: PathLike, dst: PathLike, half: bool = False) -> Path:
@@ -219,7 +241,11 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
     from rvoslib.model import build_model  # model imports open_clip; keep this module light
 
     state = load_checkpoint(path)
-    cfg = config_of(state)
+    try:
+        cfg = config_of(state)
+    except (TypeError, ValueError) as error:
+        raise CheckpointFormatError(f"checkpoint {str(path)!r} holds a config this rvoslib cannot read: "
+                                    f"{error}") from None
     if pretrained is not None:
         cfg.model.backbone.pretrained = pretrained
     elif cfg.model.backbone.pretrained:

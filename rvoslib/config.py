@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -223,15 +224,18 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Return a copy of ``cfg`` with ``"section.sub.field=value"`` overrides applied.
 
     Values are parsed as Python literals when possible (``3``, ``1e-4``, ``(0, 1)``,
-    ``None``, ``True``), otherwise kept as strings. Raises ``ValueError`` naming the
-    bad override.
+    ``None``, ``True``), otherwise kept as strings, then checked against the field's type
+    (``train.lr=abc`` is refused: ``train.lr`` is a number) and its allowed range
+    (``model.num_frames=0`` is refused: at least 1). Raises ``ValueError`` naming the bad
+    override and its key.
     """
     cfg = copy.deepcopy(cfg)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        *path, name = key.strip().split(".")
+        key = key.strip()
+        *path, name = key.split(".")
         target: Any = cfg
         for part in path:
             if not dataclasses.is_dataclass(target) or not hasattr(target, part):
@@ -239,16 +243,151 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             target = getattr(target, part)
         if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
             raise ValueError(f"override {item!r}: no config field {key!r}")
-        setattr(target, name, _parse_value(raw))
+        if dataclasses.is_dataclass(getattr(target, name)):
+            raise ValueError(f"override {item!r}: {key} is a config section; set one of its fields, "
+                             f"e.g. {key}.{dataclasses.fields(getattr(target, name))[0].name}=...")
+        try:
+            value = check_field(type(target), name, _parse_value(raw), key, raw=raw)
+        except ValueError as error:
+            raise ValueError(f"override {item!r}: {error}") from None
+        setattr(target, name, value)
     return cfg
 
 
 def _parse_value(raw: str) -> Any:
     try:
         value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return raw
     return tuple(value) if isinstance(value, list) else value
+
+
+# Allowed ranges of numeric fields, by user-facing key: (lowest value, whether the lowest is allowed).
+# A value outside gets an error naming the key here, not a deep error from whatever reads it later.
+FIELD_RANGES: dict[str, tuple[float, bool]] = {
+    "model.num_frames": (1, True), "model.dim": (1, True),
+    "model.backbone.image_size": (1, True),
+    "model.prompts.num_vision": (0, True), "model.prompts.num_temporal": (0, True),
+    "model.prompts.num_language": (0, True), "model.prompts.num_history": (0, True),
+    "model.prompts.generator_dim": (1, True), "model.prompts.generator_layers": (0, True),
+    "model.prompts.generator_heads": (1, True), "model.prompts.max_frames": (1, True),
+    "model.vision.stage1_heads": (1, True), "model.fusion.heads": (1, True),
+    "model.spatiotemporal.layers": (0, True), "model.spatiotemporal.heads": (1, True),
+    "model.spatiotemporal.cube_size": (1, True), "model.spatiotemporal.ffn_dim": (1, True),
+    "model.spatiotemporal.dropout": (0, True),
+    "model.head.hidden": (1, True), "model.head.groups": (1, True), "model.head.output_stride": (1, True),
+    "model.head.sim_dim": (1, True), "model.head.pixel_dim": (0, True),
+    "loss.sim_temperature": (0, False),
+    "data.max_skip": (1, True), "data.flip_prob": (0, True), "data.jitter": (0, True),
+    "data.num_workers": (0, True),
+    "train.steps": (1, True), "train.batch_size": (1, True), "train.grad_accum": (1, True),
+    "train.lr": (0, False), "train.lr_prompt_head": (0, False), "train.weight_decay": (0, True),
+    "train.clip_grad": (0, True), "train.warmup_steps": (0, True), "train.lr_gamma": (0, False),
+    "train.ckpt_every": (1, True), "train.eval_every": (0, True), "train.log_every": (1, True),
+}
+
+
+def check_field(cls: type, name: str, value: Any, key: str, raw: Optional[str] = None) -> Any:
+    """``value`` for field ``name`` of the config dataclass ``cls``, checked against its type.
+
+    Args:
+        cls: a config dataclass (e.g. ``TrainConfig``).
+        name: the field's name.
+        value: the parsed value.
+        key: the user-facing key for messages, e.g. ``"train.lr"``.
+        raw: the text the value was parsed from (a ``str`` field keeps it as written).
+    Returns:
+        the value to store: ints widen to float for float fields, lists become tuples, a str
+        field keeps ``raw`` unless it was quoted.
+    Raises:
+        ValueError naming ``key``, the expected type and the value.
+    """
+    hint = typing.get_type_hints(cls)[name]
+    optional = type(None) in typing.get_args(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+    shown = raw if raw is not None else repr(value)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key} cannot be None; it expects {_type_name(base)}")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} expects True or False, got {shown}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} expects an integer, got {shown}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} expects a number, got {shown}")
+        value = float(value)
+    elif base is str:
+        if not isinstance(value, str):
+            value = raw.strip() if raw is not None else str(value)
+    elif base is tuple or typing.get_origin(base) is tuple:
+        value = tuple(value) if isinstance(value, list) else value
+        if not isinstance(value, tuple):
+            raise ValueError(f"{key} expects a tuple such as (1, 2), got {shown}")
+    _check_range(key, value, shown)
+    return value
+
+
+def _type_name(kind: Any) -> str:
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def _check_range(key: str, value: Any, shown: str) -> None:
+    if key not in FIELD_RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, inclusive = FIELD_RANGES[key]
+    if value < low or (value == low and not inclusive) or value != value:  # value != value: NaN
+        bound = f">= {low}" if inclusive else f"> {low}"
+        raise ValueError(f"{key} must be {bound}, got {shown}")
+
+
+def check_config(cfg: Config, where: str = "config") -> Config:
+    """Check every field of ``cfg`` against its type and range (:func:`check_field`); returns ``cfg``.
+
+    Raises ValueError naming ``where`` and the first bad key.
+    """
+    def visit(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            value, key = getattr(node, f.name), f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                visit(value, f"{key}.")
+                continue
+            try:
+                setattr(node, f.name, check_field(type(node), f.name, value, key))
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+
+    visit(cfg, "")
+    return cfg
+
+
+def load_config_file(path: Any) -> Config:
+    """A ``Config`` from a JSON file (e.g. a run's ``config.json``), checked field by field.
+
+    Raises:
+        FileNotFoundError if missing; ValueError naming the file when it is not valid JSON,
+        has unknown keys, or holds a value of the wrong type or range.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+    try:
+        cfg = Config.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config file {str(path)!r}: {error}") from None
+    return check_config(cfg, where=f"config file {str(path)!r}")
 
 
 # --------------------------------------------------------------------------- presets
