@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
 import torch
 
-from rvoslib.config import Config, apply_overrides, get_preset
+from rvoslib.config import Config, apply_overrides, get_preset, load_config_file
 from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample, use_shipped_tiny_clip
 from rvoslib.train_loop import fmt_metric, train
 
@@ -52,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.config is not None:
         if not args.config.is_file():
             raise FileNotFoundError(f"--config {str(args.config)!r} does not exist")
-        cfg = Config.from_dict(json.loads(args.config.read_text(encoding="utf-8")))
+        cfg = load_config_file(args.config)  # names the file when it is malformed
     else:
         cfg = use_shipped_tiny_clip(get_preset(args.preset))
     if args.data is not None:

@@ -146,3 +146,12 @@ def test_segment_cli_names_a_checkpoint_without_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "nomodel.pt" in err and "no 'model' entry" in err, err
     assert not (tmp_path / "o.gif").exists()
+
+
+def test_train_cli_names_a_malformed_config_file(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text('{"train": {"lr": 1e-4,}}', encoding="utf-8")
+    code = cli.main(["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err and "not valid JSON" in err, err
+    assert not (tmp_path / "run").exists()
