@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -14,15 +15,26 @@ from torch.utils.data import DataLoader
 
 from rvoslib.checkpoint import config_of, load_checkpoint, load_model_weights, save_checkpoint, set_rng_state
 from rvoslib.config import Config
-from rvoslib.distributed import DistContext, barrier, cleanup, init_distributed, mean_over_ranks, wrap_ddp
+from rvoslib.distributed import (
+    DistContext,
+    all_ranks_true,
+    barrier,
+    cleanup,
+    init_distributed,
+    mean_over_ranks,
+    wrap_ddp,
+)
 from rvoslib.run_folder import (
     BEST_NAME,
     CONFIG_NAME,
     LAST_NAME,
     LOG_NAME,
+    RunFolderLockedError,
     RunLog,
     check_resume_config,
+    remove_stale_temporaries,
     resume_path_of,
+    run_folder_lock,
     write_config_json,
 )
 from rvoslib.runtime import seed_everything
@@ -98,18 +110,35 @@ def train(cfg: Config, device: Optional[Union[str, torch.device]] = None, resume
 
     Raises:
         NonFiniteLossError: the loss or gradient became NaN/inf (the last checkpoint is kept).
+        RunFolderLockedError: another live process is training into ``out_dir``.
     """
     _check_config(cfg)
     out_dir = Path(cfg.train.out_dir)
-    resume_path = resume_path_of(resume, out_dir)
-    if resume_path is None and (out_dir / LAST_NAME).exists() and not overwrite:
-        raise FileExistsError(f"{str(out_dir)!r} already holds a run ({LAST_NAME}); resume it (resume=True, --resume), "
-                              "choose another out_dir, or pass overwrite=True (--overwrite)")
     ctx = init_distributed(device)
     try:
-        return _train(cfg, ctx, out_dir, resume_path, stop_after, progress)
+        with contextlib.ExitStack() as stack:
+            _lock_run_folder(stack, out_dir, ctx)
+            resume_path = resume_path_of(resume, out_dir)
+            if resume_path is None and (out_dir / LAST_NAME).exists() and not overwrite:
+                raise FileExistsError(f"{str(out_dir)!r} already holds a run ({LAST_NAME}); resume it (resume=True, "
+                                      "--resume), choose another out_dir, or pass overwrite=True (--overwrite)")
+            if ctx.is_main:
+                remove_stale_temporaries(out_dir)
+            return _train(cfg, ctx, out_dir, resume_path, stop_after, progress)
     finally:
         cleanup(ctx)
+
+
+def _lock_run_folder(stack: contextlib.ExitStack, out_dir: Path, ctx: DistContext) -> None:
+    """Rank 0 takes the run-folder lock (held until ``stack`` closes); every rank raises if it could not."""
+    refused: Optional[RunFolderLockedError] = None
+    if ctx.is_main:
+        try:
+            stack.enter_context(run_folder_lock(out_dir))
+        except RunFolderLockedError as err:
+            refused = err
+    if not all_ranks_true(refused is None, ctx):
+        raise refused or RunFolderLockedError(f"run folder {str(out_dir)!r} is locked by another process")
 
 
 def _train(cfg: Config, ctx: DistContext, out_dir: Path, resume_path: Optional[Path], stop_after: Optional[int],
