@@ -5,12 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rvoslib-installed
 
-.PHONY: setup lab demo test test-unit test-notebooks clean
+.PHONY: setup lab demo test test-unit test-notebooks notebooks clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml notebooks/lab/overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e ".[notebooks,dev]"
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp notebooks/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install rvoslib with the notebook and dev extras
@@ -29,6 +31,9 @@ test-unit: $(STAMP)  ## unit tests only
 
 test-notebooks: $(STAMP)  ## the notebooks only (fast mode)
 	$(BIN)/python -m pytest $(wildcard notebooks/*.ipynb) --nbval -p no:cacheprovider
+
+notebooks: $(STAMP)  ## make each notebooks/NN_*.ipynb from its source notebooks/src/NN_*.py (or the other way, whichever is newer)
+	$(BIN)/jupytext --sync notebooks/src/[0-9]*.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
