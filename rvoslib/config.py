@@ -166,6 +166,7 @@ class TrainConfig:
     history_training: str = "two-step"
     ckpt_every: int = 500  # steps between checkpoints
     eval_every: int = 500  # steps between validation runs (0 disables)
+    eval_max_videos: int = 0  # periodic validation scores the first this many videos with masks (0 = all)
     log_every: int = 10  # steps between log lines
     seed: int = 0  # seeds python, numpy and torch
     out_dir: str = "runs/default"  # run folder: checkpoints, log, config
@@ -284,6 +285,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "train.lr": (0, False), "train.lr_prompt_head": (0, False), "train.weight_decay": (0, True),
     "train.clip_grad": (0, True), "train.warmup_steps": (0, True), "train.lr_gamma": (0, False),
     "train.ckpt_every": (1, True), "train.eval_every": (0, True), "train.log_every": (1, True),
+    "train.eval_max_videos": (0, True),
 }
 
 

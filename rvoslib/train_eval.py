@@ -19,13 +19,15 @@ logger = logging.getLogger(__name__)
 def evaluate_split(model: nn.Module, records: Sequence, cfg: Config, device: torch.device) -> dict[str, Any]:
     """J&F (and J, F, per-kind J&F when available) of ``model`` on ``records``, via ``rvoslib.evaluate``.
 
+    With ``train.eval_max_videos = n > 0`` only the first ``n`` scorable videos are scored (0: all).
     ``evaluate_model`` runs the model in eval mode and restores its mode afterwards. Only
     JSON-friendly values (numbers, dicts of numbers) are kept.
     """
     from rvoslib.evaluate import evaluate_model
 
     with torch.no_grad():
-        result = evaluate_model(model, records, cfg, device, progress=False, dtype=amp_dtype(cfg.train.amp, device))
+        result = evaluate_model(model, records, cfg, device, max_videos=cfg.train.eval_max_videos or None,
+                                progress=False, dtype=amp_dtype(cfg.train.amp, device))
     return _json_metrics(result)
 
 

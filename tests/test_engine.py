@@ -351,3 +351,17 @@ def test_bad_training_settings_are_clear_errors(shapes, tmp_path):
         train(tiny_cfg(shapes, tmp_path / "a", history_training="sometimes"), device="cpu", progress=False)
     with pytest.raises(ValueError, match="amp"):
         train(tiny_cfg(shapes, tmp_path / "c", amp="fp8"), device="cpu", progress=False)
+
+
+def test_eval_max_videos_limits_periodic_validation(shapes, tmp_path):
+    from rvoslib.evaluate import scorable
+    from rvoslib.train_eval import evaluate_split
+
+    cfg = tiny_cfg(shapes, tmp_path / "run", steps=1, eval_every=1, eval_max_videos=1)
+    summary = train(cfg, device="cpu", progress=False)
+    records = [r for r in map(scorable, read_ref_youtube_vos(shapes, split="valid")) if r is not None]
+    first, everything = len(records[0].expressions), sum(len(r.expressions) for r in records)
+    assert first < everything  # the split has more than one scorable video
+    assert summary["last_val"]["num_objects"] == first
+    cfg.train.eval_max_videos = 0  # the default: the whole split
+    assert evaluate_split(summary["model"], records, cfg, torch.device("cpu"))["num_objects"] == everything
