@@ -12,7 +12,12 @@ additions:
    Offline with nothing cached, this fails in about a second with one
    :class:`WeightsUnavailableError` instead of huggingface_hub's ~45 s retry loop;
 3. a local checkpoint of the wrong architecture, or an unreadable file, raises one
-   :class:`CheckpointError` naming the file and summarising the mismatch.
+   :class:`CheckpointError` naming the file and summarising the mismatch;
+4. the MLP activation matches the weights (:func:`use_quick_gelu`): OpenAI's CLIP weights
+   were trained with QuickGELU, while open_clip's ``ViT-B-16`` / ``ViT-L-14`` configs say
+   GELU. With a tag open_clip knows it; a local file does not say, so rvoslib recognises
+   the cached copy of a tag by its path (e.g. ``models--timm--vit_base_patch16_clip_224.openai``),
+   and otherwise builds GELU with a warning unless ``backbone.quick_gelu`` is set.
 
 Checkpoints are read by open_clip's ``load_checkpoint`` with ``weights_only=True``
 (safetensors files through safetensors); open_clip resizes the vision position
@@ -208,9 +213,19 @@ def _unavailable_message(model_name: str, tag: str, tried: list[str], why: str) 
         f"    python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{tag}', "
         "cache_dir='CACHE')\"\n"
         "and copy CACHE here, then set backbone.cache_dir=CACHE; or save the weights to a file and set "
-        "backbone.pretrained=/path/to/weights (.safetensors / .bin / .pt state dict); or use "
-        "backbone.pretrained=None for random weights."
+        "backbone.pretrained=/path/to/weights (.safetensors / .bin / .pt state dict)"
+        f"{_quick_gelu_hint(model_name, tag)}; or use backbone.pretrained=None for random weights."
     )
+
+
+def _quick_gelu_hint(model_name: str, tag: str) -> str:
+    """For a tag trained with QuickGELU: the reminder that a local copy of it needs backbone.quick_gelu=True."""
+    import open_clip
+
+    if not (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("quick_gelu"):
+        return ""
+    return (f" and backbone.quick_gelu=True (the {tag!r} weights were trained with QuickGELU; a local file "
+            f"does not say so, and {model_name!r} would otherwise be built with GELU)")
 
 
 def resolve_pretrained(model_name: str, pretrained: Optional[str], cache_dir: Optional[str] = None
@@ -260,6 +275,69 @@ def resolve_pretrained(model_name: str, pretrained: Optional[str], cache_dir: Op
         raise WeightsUnavailableError(_unavailable_message(
             model_name, pretrained, tried, f"download failed: {err}")) from err
     return path, tag_cfg
+
+
+# --------------------------------------------------------------------------- the MLP activation
+
+
+def tag_of_file(model_name: str, path: str) -> Optional[tuple[str, dict]]:
+    """``(tag, tag config)`` of the open_clip tag whose cached weights ``path`` is, judged by its path.
+
+    A file from open_clip's Hugging Face downloads sits under a folder named after the
+    repository (``models--timm--vit_base_patch16_clip_224.openai/snapshots/...``); a path
+    holding that repository name (case-insensitive) is taken as that tag's weights. None
+    when no tag of ``model_name`` matches.
+    """
+    import open_clip
+
+    text = os.path.abspath(os.path.expanduser(path)).lower()  # not resolve(): HF snapshots link into blobs/
+    for tag in open_clip.list_pretrained_tags_by_model(model_name):
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, tag) or {}
+        if not tag_cfg.get("hf_hub"):
+            continue
+        repo_id, _ = _hf_candidates(tag_cfg["hf_hub"])
+        if repo_id and (repo_id.replace("/", "--").lower() in text or repo_id.split("/")[-1].lower() in text):
+            return tag, tag_cfg
+    return None
+
+
+def use_quick_gelu(cfg: BackboneConfig, arch: dict, checkpoint: Optional[str], tag_cfg: dict) -> bool:
+    """Whether the CLIP MLPs use QuickGELU (see ``BackboneConfig.quick_gelu`` and the module docstring).
+
+    Raises ``ValueError`` for ``quick_gelu=False`` on an architecture that is QuickGELU by
+    name (open_clip cannot switch it off); warns when an explicit value contradicts the tag,
+    and when a local file's activation cannot be told and the architecture has QuickGELU tags.
+    """
+    import open_clip
+
+    arch_quick = bool(arch.get("quick_gelu", False))
+    if cfg.quick_gelu is False and arch_quick:
+        raise ValueError(f"backbone.quick_gelu=False: {cfg.model_name!r} is a QuickGELU architecture; use the "
+                         "name without '-quickgelu' for GELU")
+    if cfg.quick_gelu is not None:
+        if tag_cfg and bool(tag_cfg.get("quick_gelu", False)) != cfg.quick_gelu and not arch_quick:
+            logger.warning("backbone.quick_gelu=%s, but the %r weights were trained with %s", cfg.quick_gelu,
+                           cfg.pretrained, "QuickGELU" if tag_cfg.get("quick_gelu") else "GELU")
+        return cfg.quick_gelu
+    if arch_quick or tag_cfg:
+        return arch_quick or bool(tag_cfg.get("quick_gelu", False))
+    if checkpoint is None:
+        return False
+    found = tag_of_file(cfg.model_name, checkpoint)
+    if found is not None:
+        tag, found_cfg = found
+        quick = bool(found_cfg.get("quick_gelu", False))
+        logger.info("local weights %s are open_clip's %r weights of %s: %s", checkpoint, tag, cfg.model_name,
+                    "QuickGELU" if quick else "GELU")
+        return quick
+    quick_tags = [t for t in open_clip.list_pretrained_tags_by_model(cfg.model_name)
+                  if (open_clip.get_pretrained_cfg(cfg.model_name, t) or {}).get("quick_gelu")]
+    if quick_tags:
+        logger.warning("backbone.pretrained=%s is a local file: rvoslib cannot tell which activation its weights "
+                       "were trained with and builds %s with GELU. If these are OpenAI CLIP weights (tags %s), "
+                       "set backbone.quick_gelu=True (--set model.backbone.quick_gelu=True); set it to False to "
+                       "silence this warning.", checkpoint, cfg.model_name, quick_tags)
+    return False
 
 
 # --------------------------------------------------------------------------- checkpoint diagnostics
@@ -370,7 +448,7 @@ def create_clip(cfg: BackboneConfig) -> nn.Module:
     _check_image_size(cfg.model_name, arch, cfg.image_size)
     checkpoint, tag_cfg = resolve_pretrained(cfg.model_name, cfg.pretrained, cfg.cache_dir)
     kwargs = dict(force_image_size=cfg.image_size, cache_dir=cfg.cache_dir)
-    if tag_cfg.get("quick_gelu") and not arch.get("quick_gelu", False):
+    if use_quick_gelu(cfg, arch, checkpoint, tag_cfg) and not arch.get("quick_gelu", False):
         kwargs["force_quick_gelu"] = True  # e.g. OpenAI weights were trained with QuickGELU
     if tag_cfg:
         preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}

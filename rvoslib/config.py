@@ -27,6 +27,10 @@ class BackboneConfig:
     image_size: int = 352  # S: square input side in pixels; a multiple of the patch size
     cache_dir: Optional[str] = None  # open_clip's weight cache folder (None: its default)
     grad_checkpointing: bool = False  # recompute frozen CLIP blocks in backward to save activation memory
+    # MLP activation of the CLIP towers: None = decide (the open_clip tag's setting; for a local file, the
+    # tag it is a cached copy of, else the architecture's default GELU with a warning) | True = QuickGELU
+    # (what OpenAI's CLIP weights were trained with) | False = the architecture's GELU
+    quick_gelu: Optional[bool] = None
 
 
 @dataclass

@@ -153,6 +153,7 @@ def test_offline_tag_fails_fast_with_one_clear_error(tmp_path, monkeypatch):
     assert "'ViT-B-16'" in message and "'openai'" in message
     assert "Hugging Face cache" in message and str(tmp_path) in message
     assert "backbone.pretrained=/path/to/weights" in message and "cache_dir" in message
+    assert "backbone.quick_gelu=True" in message  # a local copy of OpenAI weights needs QuickGELU
     assert seconds < 5
 
 
@@ -198,3 +199,61 @@ def test_random_weights_on_purpose_do_not_warn_and_the_filter_is_removed(caplog)
     caplog.clear()
     logging.warning("No pretrained weights loaded for model 'x'.")  # other code's identical warning still shows
     assert [r.getMessage() for r in caplog.records] == ["No pretrained weights loaded for model 'x'."]
+
+
+# ----------------------------------------------------------------------------- QuickGELU
+
+
+def _activations(clip) -> set[type]:
+    return {type(block.mlp.gelu) for block in clip.visual.transformer.resblocks} | \
+        {type(block.mlp.gelu) for block in clip.transformer.resblocks}
+
+
+def test_quick_gelu_field_builds_quick_gelu_around_a_local_checkpoint(tmp_path):
+    from open_clip.transformer import QuickGELU
+
+    torch.manual_seed(2)
+    source = create_clip(tiny_cfg())
+    path = tmp_path / "tiny.pt"
+    torch.save(source.state_dict(), path)
+    quick = create_clip(tiny_cfg(pretrained=str(path), quick_gelu=True))
+    plain = create_clip(tiny_cfg(pretrained=str(path)))
+    assert _activations(quick) == {QuickGELU}
+    assert _activations(plain) == {torch.nn.GELU}
+    assert torch.equal(quick.visual.conv1.weight, source.visual.conv1.weight)
+    image = torch.randn(1, 3, 64, 64)
+    assert not torch.allclose(quick.encode_image(image), plain.encode_image(image))  # the activation matters
+
+
+def test_local_copy_of_openai_weights_is_recognised_by_its_cache_path(tmp_path):
+    arch = backbone.model_config("ViT-B-16")
+    cached = tmp_path / "models--timm--vit_base_patch16_clip_224.openai" / "snapshots" / "abc" / "open_clip_model.safetensors"
+    assert backbone.tag_of_file("ViT-B-16", str(cached))[0] == "openai"
+    cfg = BackboneConfig(model_name="ViT-B-16", pretrained=str(cached))
+    assert backbone.use_quick_gelu(cfg, arch, str(cached), {}) is True
+    laion = tmp_path / "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K" / "snapshots" / "x" / "open_clip_model.safetensors"
+    assert backbone.tag_of_file("ViT-B-16", str(laion))[0] == "laion2b_s34b_b88k"
+    assert backbone.use_quick_gelu(BackboneConfig(pretrained=str(laion)), arch, str(laion), {}) is False
+
+
+def test_local_file_of_unknown_origin_builds_gelu_with_a_warning(tmp_path, caplog):
+    import logging
+
+    arch = backbone.model_config("ViT-B-16")
+    path = str(tmp_path / "weights" / "clip_b16.safetensors")
+    assert backbone.tag_of_file("ViT-B-16", path) is None
+    with caplog.at_level(logging.WARNING, logger="rvoslib.backbone"):
+        assert backbone.use_quick_gelu(BackboneConfig(pretrained=path), arch, path, {}) is False
+    assert any("backbone.quick_gelu=True" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rvoslib.backbone"):  # an explicit choice is silent
+        assert backbone.use_quick_gelu(BackboneConfig(pretrained=path, quick_gelu=True), arch, path, {}) is True
+    assert not caplog.records
+    tag_cfg = open_clip.get_pretrained_cfg("ViT-B-16", "openai")
+    assert backbone.use_quick_gelu(BackboneConfig(), arch, "/cache/file", tag_cfg) is True  # a tag decides
+
+
+def test_quick_gelu_false_on_a_quickgelu_architecture_is_a_clear_error():
+    arch = backbone.model_config("ViT-B-16-quickgelu")
+    with pytest.raises(ValueError, match="QuickGELU architecture"):
+        backbone.use_quick_gelu(BackboneConfig(model_name="ViT-B-16-quickgelu", quick_gelu=False), arch, None, {})
