@@ -1,18 +1,20 @@
-"""Toy-scale ablation study of VLP-RVOS on the synthetic shapes (issue 7).
+"""Toy-scale ablation study of VLP-RVOS on the synthetic shapes.
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.ablations            # the study: 41 min on 2 CPU cores
-    .venv/bin/python -m benchmarks.ablations --quick    # smoke configuration: 15 s on 2 CPU cores
+    .venv/bin/python -m benchmarks.ablations            # the study (README: measured wall time)
+    .venv/bin/python -m benchmarks.ablations --quick    # smoke configuration: about a minute
 
-It trains the tiny preset under seven variants (``VARIANTS``: the full model and one change
+It trains the tiny preset under ten variants (``VARIANTS``: the full model and one config change
 each), every variant with the same step budget and the same seeds, validates each run once at
 its last step on a *hard* synthetic validation split, and writes
 
 * ``benchmarks/ablations.json`` (``--out``): the settings, the machine, every run, and per
   variant ``{metric: [one value per seed]}`` under ``"variants"`` (the shape notebook 09 reads),
-  plus mean / standard deviation per metric and the verdict on each of the paper's claims;
-* ``benchmarks/ablations.md`` (``--markdown``): the table and the verdicts, as in the README;
+  plus mean / standard deviation per metric, the two controls, and the verdict on each of the
+  paper's claims (``CLAIMS``, statistics in :mod:`benchmarks.ablation_stats`);
+* ``benchmarks/ablations.md`` (``--markdown``): the tables, as in the README
+  (:mod:`benchmarks.ablation_report`);
 * ``benchmarks/ablations.png`` (``--figure``): J&F per variant and kind of expression, per seed.
 
 ``--report-only`` rewrites the last two from the JSON without training anything. Every file is
@@ -38,8 +40,13 @@ Design of the study:
 * runs: ``--workers`` processes (default 2) with ``--threads`` torch threads each (default 1);
   each finished run writes ``result.json`` in its run folder, and a run whose result exists
   with the same settings is not trained again, so an interrupted study resumes where it stopped.
+* controls (``CONTROLS``): the full model must be clearly above the motion-blind reference on
+  motion expressions (positive: the study can see temporal reasoning) and the variant with no
+  temporal pathway at all must not be (negative: the toy world leaks no answer through
+  per-frame cues). A claim about a temporal component is "not testable here" unless both pass.
 * verdicts: a claim compares two variants on one metric; the difference of the means is
-  "clear" when it exceeds twice its standard error over seeds (sqrt(s1^2/n1 + s2^2/n2)).
+  "clear" when it exceeds twice its standard error over seeds (sqrt(s1^2/n1 + s2^2/n2)); it is
+  reported with the interval difference ± 2 s.e. and per kind of expression.
 """
 
 from __future__ import annotations
@@ -54,14 +61,22 @@ import multiprocessing
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from benchmarks.ablation_report import markdown_controls, markdown_report, markdown_table, markdown_verdicts, plot_study
+from benchmarks.ablation_stats import KINDS, Claim, Control, check_control, controls_pass, judge, mean_std
+from benchmarks.ablation_stats import collect as collect_values
+
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.ablations")
+
+NO_TEMPORAL_PATHWAY = ["model.prompts.use_temporal=False", "model.spatiotemporal.attention=frame",
+                       "model.prompts.use_history=False"]
+NAIVE_TRANSFER = ["model.prompts.use_vision=False", "model.prompts.use_temporal=False",
+                  "model.prompts.use_history=False", "model.prompts.use_language=False", "model.vision.stage1=False"]
 
 # name -> (config overrides, what the variant asks)
 VARIANTS: dict[str, tuple[list[str], str]] = {
@@ -70,45 +85,44 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                          "same frozen tiny CLIP architecture with random weights"),
     "no temporal prompts": (["model.prompts.use_temporal=False"],
                             "no temporal prompts and no temporal capture in the vision encoder"),
+    "capture without time code": (["model.vision.capture_time_code=none"],
+                                  "temporal capture blind to frame order (no per-frame code on its keys)"),
     "frame-only attention": (["model.spatiotemporal.attention=frame"],
                              "spatio-temporal layers attend within each frame only"),
     "full attention": (["model.spatiotemporal.attention=full"],
                        "spatio-temporal layers attend over all T x h x w tokens"),
     "no stage-1": (["model.vision.stage1=False"], "no VL cross-attention inside the vision encoder"),
     "no history": (["model.prompts.use_history=False"], "no history tokens from the previous clip"),
+    "no temporal pathway": (NO_TEMPORAL_PATHWAY,
+                            "negative control: no temporal prompts or capture, frame-only attention, no history"),
+    "naive transfer": (NAIVE_TRANSFER,
+                       "frozen CLIP with no prompts and no stage-1: stages 2-3 on its plain features"),
 }
 
 METRICS = ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation", "J", "F")
-KINDS = ("appearance", "motion", "relation")
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """One of the paper's claims as a comparison: ``better`` should beat ``worse`` on ``metric``.
-
-    With ``equivalent=True`` the claim is that ``better`` is *not worse* than ``worse`` (cube-frame
-    attention "as good as" full attention), so a difference within noise supports it.
-    """
-
-    key: str
-    text: str
-    better: str
-    worse: str
-    metric: str
-    equivalent: bool = False
-
 
 CLAIMS = (
     Claim("a", "vision-language pretrained CLIP beats the same frozen CLIP with random weights",
           "full model", "random-init CLIP", "J&F"),
-    Claim("b", "temporal prompts help", "full model", "no temporal prompts", "J&F"),
-    Claim("b", "temporal prompts help on motion expressions", "full model", "no temporal prompts", "J&F/motion"),
+    Claim("b", "temporal prompts help on motion expressions", "full model", "no temporal prompts", "J&F/motion",
+          temporal=True),
+    Claim("b", "the capture's time code helps on motion expressions", "full model", "capture without time code",
+          "J&F/motion", temporal=True),
     Claim("c", "cube-frame attention is as good as full attention", "full model", "full attention", "J&F",
           equivalent=True),
     Claim("c", "cube-frame attention reasons over time (beats frame-only) on motion expressions",
-          "full model", "frame-only attention", "J&F/motion"),
+          "full model", "frame-only attention", "J&F/motion", temporal=True),
     Claim("d", "stage-1 VL cross-attention adds to the later stages", "full model", "no stage-1", "J&F"),
-    Claim("-", "history tokens help", "full model", "no history", "J&F"),
+    Claim("h", "history tokens help on motion expressions", "full model", "no history", "J&F/motion", temporal=True),
+    Claim("n", "the method beats naive transfer (frozen CLIP, no prompts, no stage-1)", "full model",
+          "naive transfer", "J&F"),
+)
+
+CONTROLS = (
+    Control("positive", "the full model is clearly above the reference on motion", "full model", "J&F/motion",
+            above=True),
+    Control("negative", "no temporal pathway is not clearly above the reference on motion", "no temporal pathway",
+            "J&F/motion", above=False),
 )
 
 
@@ -116,7 +130,7 @@ CLAIMS = (
 class Settings:
     """Everything that fixes the study's numbers (saved with every run to detect stale results)."""
 
-    steps: int = 800
+    steps: int = 700
     seeds: tuple = (0, 1, 2)
     train_videos: int = 1000
     val_videos: int = 80
@@ -306,147 +320,26 @@ def run_all(jobs: list[dict], workers: int, settings: Settings) -> tuple[list[di
     return [results[(job["variant"], job["seed"])] for job in jobs], len(jobs) - len(todo)
 
 
-# =============================================================================== statistics
-
-
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value) of ``values``."""
-    values = [float(v) for v in values]
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+# =============================================================================== conclusions
 
 
 def collect(results: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
     """``{variant: {metric: [per-seed values]}}`` (metrics plus ``train_s``), variants in ``VARIANTS`` order."""
-    variants: dict[str, dict[str, list[float]]] = {}
-    for result in sorted(results, key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"])):
-        entry = variants.setdefault(result["variant"], {})
-        for metric in (*METRICS, "train_s"):
-            value = result["train_s"] if metric == "train_s" else result["metrics"].get(metric)
-            if value is not None:
-                entry.setdefault(metric, []).append(float(value))
-    return variants
+    return collect_values(results, list(VARIANTS), METRICS)
 
 
-def judge(claim: Claim, variants: dict[str, dict[str, list[float]]]) -> Optional[dict]:
-    """The verdict on one claim: difference of means, its standard error, and what it says.
+def conclude(variants: dict[str, dict[str, list[float]]], reference: dict[str, float]) -> tuple[list[dict], list[dict]]:
+    """The controls that could be checked, and the verdicts on the claims both variants of which ran.
 
-    Returns None when a variant or the metric is missing. With fewer than 2 seeds there is no
-    standard error and no verdict. Verdicts: "supported" (the difference
-    is in the claimed direction and exceeds 2 standard errors; for an equivalence claim: the
-    candidate is not clearly worse), "not supported" (within noise), "contradicted" (clearly in
-    the other direction).
+    Temporal claims are judged only when both controls were checked and passed.
     """
-    a = variants.get(claim.better, {}).get(claim.metric)
-    b = variants.get(claim.worse, {}).get(claim.metric)
-    if not a or not b:
-        return None
-    sa, sb = mean_std(a), mean_std(b)
-    delta = sa["mean"] - sb["mean"]
-    se = math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])
-    clear = abs(delta) > 2 * se
-    if min(sa["n"], sb["n"]) < 2:
-        verdict = "no verdict (needs >= 2 seeds)"
-    elif claim.equivalent:
-        verdict = "contradicted" if clear and delta < 0 else "supported"
-    else:
-        verdict = "supported" if clear and delta > 0 else ("contradicted" if clear else "not supported")
-    return {"claim": claim.key, "text": claim.text, "better": claim.better, "worse": claim.worse,
-            "metric": claim.metric, "delta": delta, "se": se, "verdict": verdict}
+    controls = [c for c in (check_control(c, variants, reference) for c in CONTROLS) if c is not None]
+    passed = len(controls) == len(CONTROLS) and controls_pass(controls)
+    verdicts = [v for v in (judge(c, variants, passed) for c in CLAIMS) if v is not None]
+    return controls, verdicts
 
 
 # =============================================================================== report
-
-
-def _cell(values: Optional[list], digits: int = 3) -> str:
-    if not values:
-        return "n/a"
-    s = mean_std(values)
-    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
-
-
-REFERENCE_NAME = "*motion-blind reference* (perfect masks, random look-alike)"
-
-
-def markdown_table(variants: dict[str, dict[str, list[float]]], reference: Optional[dict] = None) -> str:
-    """The results table: J&F overall and per kind (mean ± std over seeds), train time per run;
-    a last row with ``reference`` (:func:`motion_blind_reference`) when given."""
-    columns = ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation")
-    lines = ["| variant | J&F | J&F motion | J&F appearance | J&F relation | train time per run (s) |",
-             "|---|---|---|---|---|---|"]
-    for name, metrics in variants.items():
-        cells = [_cell(metrics.get(m)) for m in columns]
-        cells.append(_cell(metrics.get("train_s"), digits=0))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if reference:
-        cells = [f"{reference[m]:.3f}" if m in reference else "n/a" for m in columns]
-        lines.append(f"| {REFERENCE_NAME} | " + " | ".join(cells) + " | - |")
-    return "\n".join(lines)
-
-
-def markdown_verdicts(verdicts: Sequence[dict]) -> str:
-    """One row per claim: the comparison, the difference ± its standard error, the verdict."""
-    lines = ["| claim | comparison | metric | difference ± s.e. | verdict |", "|---|---|---|---|---|"]
-    for v in verdicts:
-        lines.append(f"| ({v['claim']}) {v['text']} | {v['better']} vs {v['worse']} | {v['metric']} | "
-                     f"{v['delta']:+.3f} ± {v['se']:.3f} | {v['verdict']} |")
-    return "\n".join(lines)
-
-
-def markdown_report(study: dict) -> str:
-    """The whole markdown file: settings line, results table, verdicts."""
-    s, data = study["settings"], study["data"]
-    val = data["valid"]
-    header = (f"Tiny preset, {s['steps']} steps ({s['history_training']} history training, batch "
-              f"{study['batch_size']}) per run, seeds {', '.join(map(str, s['seeds']))}; "
-              f"{data['train']['videos']} training videos; hard validation split of {val['videos']} videos "
-              f"({', '.join(f'{val.get(k, 0)} {k}' for k in KINDS)} expressions). "
-              f"Study wall time {study['wall_s'] / 60:.1f} min on {study['machine']['logical_cpus']} CPU cores "
-              f"({study['workers']} runs at a time, {study['threads']} thread each)")
-    reused = study.get("reused_runs", 0)
-    header += f"; {reused} of {len(study['runs'])} runs were reused from an earlier invocation." if reused else "."
-    return (f"{header}\n\n{markdown_table(study['variants'], study.get('reference'))}\n\n"
-            f"{markdown_verdicts(study['verdicts'])}\n")
-
-
-def plot_study(study: dict, path: Path) -> Path:
-    """Bar chart of J&F per variant (overall and per kind): mean, sample std as error bar, one dot per seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = study["variants"]
-    metrics = ["J&F", *[f"J&F/{k}" for k in KINDS]]
-    val = study["data"]["valid"]
-    labels = ["overall"] + [f"{k}\n({val.get(k, 0)} expressions)" for k in KINDS]
-    width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(11, 4.6))
-    for i, (name, values) in enumerate(variants.items()):
-        x = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(metrics))]
-        stats = [mean_std(values[m]) if values.get(m) else None for m in metrics]
-        ax.bar(x, [s["mean"] if s else 0 for s in stats], width, yerr=[s["std"] if s else 0 for s in stats],
-               capsize=2, label=name)
-        for xi, m in zip(x, metrics):
-            ax.plot([xi] * len(values.get(m, [])), values.get(m, []), "k.", ms=3)
-    reference = study.get("reference") or {}
-    for j, m in enumerate(metrics):
-        if m in reference:
-            ax.hlines(reference[m], j - 0.45, j + 0.45, colors="k", linestyles="--", lw=1,
-                      label="motion-blind reference" if j == 0 else None)
-    ax.set_xticks(range(len(metrics)), labels)
-    ax.set(ylabel="J&F on the hard validation split", ylim=(0, 1.05),
-           title=f"ablations, tiny preset, {study['settings']['steps']} steps, "
-                 f"{len(study['settings']['seeds'])} seeds (bar: mean, line: std, dots: seeds)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    fig.tight_layout()
-    from rvoslib.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
 
 
 def machine_info() -> dict:
@@ -530,8 +423,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for seed in settings.seeds for v in names]  # seed-major: a partial study covers every variant
     results, reused = run_all(jobs, args.workers, settings)
     variants = collect(results)
-    verdicts = [v for v in (judge(c, variants) for c in CLAIMS) if v is not None]
     reference = motion_blind_reference(data_root)
+    controls, verdicts = conclude(variants, reference)
     study = {
         "settings": settings.to_dict(), "workers": args.workers, "threads": args.threads,
         "batch_size": get_preset(settings.preset).train.batch_size, "wall_s": time.perf_counter() - started, "reused_runs": reused,
@@ -542,6 +435,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "variants": variants,
         "reference": reference,
         "summary": {name: {m: mean_std(v) for m, v in metrics.items()} for name, metrics in variants.items()},
+        "controls": controls,
         "verdicts": verdicts,
         "runs": results,
     }

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import ablations
 from benchmarks.ablations import Claim, collect, judge, markdown_table, markdown_verdicts, mean_std
+from benchmarks.ablation_stats import NOT_TESTABLE, Control, check_control, difference
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,8 @@ def _variants(better, worse, metric="J&F"):
 
 
 @pytest.mark.parametrize("better, worse, expected", [
-    ((0.60, 0.62, 0.61), (0.50, 0.51, 0.49), "supported"),  # +0.11, s.e. 0.01
-    ((0.60, 0.70, 0.50), (0.55, 0.65, 0.45), "not supported"),  # +0.05 with s.e. 0.08: noise
+    ((0.60, 0.62, 0.61), (0.50, 0.51, 0.49), "reproduced"),  # +0.11, s.e. 0.01
+    ((0.60, 0.70, 0.50), (0.55, 0.65, 0.45), "not reproduced"),  # +0.05 with s.e. 0.08: noise
     ((0.40, 0.41, 0.42), (0.50, 0.51, 0.52), "contradicted"),  # clearly the other way
     ((0.60,), (0.50,), "no verdict (needs >= 2 seeds)"),
 ])
@@ -41,9 +42,71 @@ def test_judge_compares_the_difference_with_twice_its_standard_error(better, wor
 
 def test_judge_of_an_equivalence_claim_accepts_noise_and_rejects_a_clear_loss():
     claim = Claim("c", "A as good as B", "A", "B", "J&F", equivalent=True)
-    assert judge(claim, _variants((0.60, 0.70, 0.50), (0.62, 0.72, 0.52)))["verdict"] == "supported"
+    assert judge(claim, _variants((0.60, 0.70, 0.50), (0.62, 0.72, 0.52)))["verdict"] == "reproduced"
     assert judge(claim, _variants((0.40, 0.41, 0.42), (0.50, 0.51, 0.52)))["verdict"] == "contradicted"
     assert judge(claim, {"A": {"J&F": [0.5]}}) is None  # B missing: nothing to say
+
+
+def test_difference_interval_is_two_standard_errors_and_excludes_zero_exactly_when_clear():
+    d = difference([0.60, 0.62, 0.61], [0.50, 0.51, 0.49])
+    assert d["se"] == pytest.approx((0.01 ** 2 / 3 + 0.01 ** 2 / 3) ** 0.5)
+    assert (d["low"], d["high"]) == pytest.approx((d["delta"] - 2 * d["se"], d["delta"] + 2 * d["se"]))
+    assert d["low"] > 0  # clear
+    noisy = difference([0.60, 0.70, 0.50], [0.55, 0.65, 0.45])
+    assert noisy["low"] < 0 < noisy["high"]
+
+
+def test_a_temporal_claim_gets_no_verdict_unless_the_controls_pass():
+    claim = Claim("b", "A beats B on motion", "A", "B", "J&F/motion", temporal=True)
+    variants = _variants((0.60, 0.62, 0.61), (0.50, 0.51, 0.49), metric="J&F/motion")
+    assert judge(claim, variants, controls_pass=True)["verdict"] == "reproduced"
+    failed = judge(claim, variants, controls_pass=False)
+    assert failed["verdict"] == NOT_TESTABLE and failed["delta"] == pytest.approx(0.11)  # numbers still reported
+    plain = Claim("a", "A beats B", "A", "B", "J&F/motion")  # not temporal: judged whatever the controls say
+    assert judge(plain, variants, controls_pass=False)["verdict"] == "reproduced"
+
+
+def test_verdict_reports_the_difference_per_kind_of_expression():
+    variants = {"A": {"J&F": [0.5, 0.6], "J&F/motion": [0.4, 0.5], "J&F/appearance": [0.9, 0.9]},
+                "B": {"J&F": [0.5, 0.5], "J&F/motion": [0.3, 0.3], "J&F/appearance": [0.7, 0.8]}}
+    verdict = judge(Claim("x", "A beats B", "A", "B", "J&F"), variants)
+    assert set(verdict["per_kind"]) == {"appearance", "motion"}  # relation missing: left out
+    assert verdict["per_kind"]["motion"]["delta"] == pytest.approx(0.15)
+    assert verdict["per_kind"]["appearance"]["delta"] == pytest.approx(0.15)
+    row = markdown_verdicts([verdict]).splitlines()[2]
+    assert "+0.150 ± 0.050" in row and "| n/a |" in row
+
+
+@pytest.mark.parametrize("values, above, passed", [
+    ((0.55, 0.56, 0.57), True, True),  # clearly above the reference 0.44
+    ((0.43, 0.45, 0.47), True, False),  # within noise of it
+    ((0.43, 0.45, 0.47), False, True),  # negative control: not clearly above, as it should be
+    ((0.55, 0.56, 0.57), False, False),  # negative control fails: the model uses something it should not have
+    ((0.90,), True, False),  # one seed: no standard error, a control cannot pass
+])
+def test_controls_compare_a_variant_with_the_reference(values, above, passed):
+    control = Control("c", "text", "A", "J&F/motion", above=above)
+    result = check_control(control, {"A": {"J&F/motion": list(values)}}, {"J&F/motion": 0.44})
+    assert result["passed"] is passed
+    assert result["delta"] == pytest.approx(sum(values) / len(values) - 0.44)
+    assert check_control(control, {"B": {"J&F/motion": [0.5, 0.5]}}, {"J&F/motion": 0.44}) is None
+
+
+def test_conclude_gates_temporal_claims_on_both_controls():
+    good = {"J&F": [0.6, 0.61, 0.62], "J&F/motion": [0.55, 0.56, 0.57]}
+    blind = {"J&F": [0.5, 0.5, 0.5], "J&F/motion": [0.43, 0.44, 0.45]}
+    variants = {name: dict(good) for name in ablations.VARIANTS}
+    variants["no temporal pathway"] = dict(blind)
+    variants["no temporal prompts"] = dict(blind)
+    controls, verdicts = ablations.conclude(variants, {"J&F/motion": 0.44})
+    assert [c["passed"] for c in controls] == [True, True]
+    temporal = next(v for v in verdicts if v["worse"] == "no temporal prompts")
+    assert temporal["verdict"] == "reproduced"
+    variants["full model"] = dict(blind)  # the positive control now fails
+    controls, verdicts = ablations.conclude(variants, {"J&F/motion": 0.44})
+    assert [c["passed"] for c in controls] == [False, True]
+    assert {v["verdict"] for v in verdicts if v["temporal"]} == {NOT_TESTABLE}
+    assert all(v["verdict"] != NOT_TESTABLE for v in verdicts if not v["temporal"])
 
 
 def test_collect_orders_variants_and_seeds_and_keeps_train_time():
@@ -78,6 +141,10 @@ def test_every_variant_is_one_valid_override_of_the_study_config(tmp_path):
             assert cfg.model.backbone.pretrained.endswith(TINY_CLIP_CHECKPOINT)
         assert set(changed) == expected, (name, changed)
     assert all(c.better in ablations.VARIANTS and c.worse in ablations.VARIANTS for c in ablations.CLAIMS)
+    assert all(c.variant in ablations.VARIANTS for c in ablations.CONTROLS)
+    naive = ablations.run_config("naive transfer", 0, ablations.Settings(steps=5), tmp_path, tmp_path / "run").model
+    assert not (naive.prompts.use_vision or naive.prompts.use_temporal or naive.prompts.use_history
+                or naive.prompts.use_language or naive.vision.stage1)
 
 
 def test_existing_data_of_another_size_is_a_clear_error(tmp_path):
