@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,18 @@ def test_ship_exports_best_with_a_sidecar(run, tmp_path):
     with pytest.raises(SystemExit, match="not a row"):
         ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--eval", str(tmp_path / "eval.json"),
                              "--name", "before"])
+
+
+def test_motion_stride_scores_a_perfect_prediction_as_right_and_exact():
+    from benchmarks.motion_stride import score_video
+    from rvoslib.data.synthetic import generate_videos
+
+    video = generate_videos(1, seed=3, split="valid", hard=True)[0]
+    kept = [0, 2, 4]
+    truth = np.stack([video.id_maps[kept] == e["obj_id"] for e in video.expressions])  # (K, 3, H, W)
+    rows = score_video(video, truth, kept)
+    assert [r[0] for r in rows] == [e["kind"] for e in video.expressions]
+    assert all(j == 1.0 and right for _, j, right in rows)
+    background = np.zeros_like(truth)
+    background[:, :, 0, 0] = True  # one pixel of the corner, on no object
+    assert all(j == 0.0 for _, j, _ in score_video(video, background, kept))
