@@ -47,7 +47,62 @@
 # 352 masks, T = 6) on the DAVIS blackswan clip; it needs the weights cached locally and a GPU, and
 # could not be run where this notebook was written.
 #
-# **Time:** about 20 s in fast mode on a laptop CPU; under a minute in full mode on a GPU.
+# **Time:** about 50 s in fast mode on 2 CPU cores (measured with `pytest --nbval` while other
+# programs shared the cores); under a minute in full mode on a GPU.
+#
+# ## The equations
+#
+# This notebook reconstructs the last part of VLP-RVOS: the **mask prediction** from the
+# spatio-temporal features and the **training objective** (the paper's mask losses: binary
+# cross-entropy and Dice on the predicted masks, plus the pixel-text alignment term; the weights
+# and the details below are rvoslib's reading, each a config field).
+#
+# **Mask head.** Input: the final features $F \in \mathbb{R}^{B \times T \times d \times h \times w}$ at the
+# patch stride $p$. Frame by frame, with $c$ hidden channels and $n = \lceil \log_2(p / 4) \rceil$ upsamplings:
+#
+# $$
+# (BT, d, h, w) \xrightarrow{\text{1x1}} (BT, c, h, w) \xrightarrow{\text{conv block}} (BT, c, h, w)
+# \xrightarrow{n \times [\uparrow 2,\ \text{conv block}]} (BT, c, 2^n h, 2^n w)
+# \xrightarrow{\text{1x1}} (BT, 1, 2^n h, 2^n w) \xrightarrow{\text{bilinear}} Z \in \mathbb{R}^{B \times T \times S \times S}
+# $$
+#
+# and the predicted mask is $\sigma(Z) > 0.5$. The same head decodes every spatio-temporal layer's output
+# $F^{(l)}$, giving the auxiliary logits $Z^{(l)}$, $l < N_{st}$.
+#
+# **Pixel-text similarity.** With the sentence feature $e \in \mathbb{R}^{B \times D_t}$ (the end-of-text token)
+# and two linear maps $W_p \in \mathbb{R}^{d \times m}$, $W_s \in \mathbb{R}^{D_t \times m}$:
+#
+# $$
+# s_{bthw} = \frac{(F_{bt\,:\,hw} W_p) \cdot (e_b W_s)}{\lVert F_{bt\,:\,hw} W_p \rVert\, \lVert e_b W_s \rVert} \in [-1, 1],
+# \qquad s \in \mathbb{R}^{B \times T \times h \times w}, \qquad \text{logits } s / \tau,\ \tau = 0.1
+# $$
+#
+# trained against $Y^{\text{sim}} = [\operatorname{avgpool}_{S \to h}(Y) > 0.5] \in \{0, 1\}^{B \times T \times h \times w}$.
+#
+# **Losses.** With targets $Y \in \{0, 1\}^{B \times T \times S \times S}$, $P = \sigma(Z)$ and the valid-frame
+# indicator $v \in \{0, 1\}^{B \times T}$ (frames where the object is absent are valid, with an empty target):
+#
+# $$
+# \mathcal{L}_{\text{bce}}(Z, Y) = \frac{1}{\sum_{bt} v_{bt}} \sum_{b,t} v_{bt}\, \frac{1}{S^2} \sum_{i,j}
+# -\big[Y_{btij} \log P_{btij} + (1 - Y_{btij}) \log(1 - P_{btij})\big]
+# $$
+#
+# $$
+# \mathcal{L}_{\text{dice}}(Z, Y) = \frac{1}{B} \sum_b \left(1 - \frac{2 \sum_{t,i,j} v_{bt} P_{btij} Y_{btij} + 1}
+# {\sum_{t,i,j} v_{bt} (P_{btij} + Y_{btij}) + 1}\right)
+# $$
+#
+# (one Dice per clip, the presets' `dice_per="clip"`; with `"frame"` the sums run over $i, j$ only and
+# the per-frame values are averaged over the valid frames, like BCE)
+#
+# $$
+# \mathcal{L} = \sum_{l=1}^{N_{st}} a_l \big[\lambda_b \mathcal{L}_{\text{bce}}(Z^{(l)}, Y) + \lambda_d \mathcal{L}_{\text{dice}}(Z^{(l)}, Y)\big]
+# + \lambda_b^{s} \mathcal{L}_{\text{bce}}(s / \tau, Y^{\text{sim}}) + \lambda_d^{s} \mathcal{L}_{\text{dice}}(s / \tau, Y^{\text{sim}})
+# $$
+#
+# with $a_{N_{st}} = 1$ for the prediction, $a_l = $ `aux_weight` for the auxiliary layers, and
+# $\lambda_b = \lambda_b^s = 2$, $\lambda_d = \lambda_d^s = 5$. Sections 2 and 3 re-derive each piece and
+# check it against the library.
 
 # %%
 from rvoslib.runtime import setup
@@ -175,12 +230,14 @@ for ax, (title, img) in zip(axes, panels):
     ax.imshow(img, interpolation="nearest")
     ax.set_title(title, fontsize=8)
 lg = stages[-1][1][0, 0].cpu()
-axes[-2].imshow(lg, cmap="RdBu_r", interpolation="nearest", vmin=-lg.abs().max(), vmax=lg.abs().max())
+im_logit = axes[-2].imshow(lg, cmap="viridis", interpolation="nearest")
 axes[-2].set_title(f"logits {lg.shape[0]}x{lg.shape[1]}", fontsize=8)
-axes[-1].imshow(torch.sigmoid(logits[0, 0]).cpu(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+im_prob = axes[-1].imshow(torch.sigmoid(logits[0, 0]).cpu(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
 axes[-1].set_title(f"sigmoid, {S}x{S}", fontsize=8)
 for ax in axes:
     ax.set_axis_off()
+fig.colorbar(im_logit, ax=axes[-2], shrink=0.7)
+fig.colorbar(im_prob, ax=axes[-1], shrink=0.7)
 fig.tight_layout()
 plt.show()
 
@@ -210,10 +267,10 @@ target = similarity_target(masks, (h, w))  # (B, T, h, w) in {0, 1}
 fig, axes = plt.subplots(3, T, figsize=(2.5 * T, 7.4))
 for t in range(T):
     axes[0, t].imshow(viz.overlay_masks(shown[t], masks[0, t].cpu().numpy(), colors=[(0, 255, 255)], alpha=0.3))
-    im = axes[1, t].imshow(cosine[0, t].cpu(), cmap="RdBu_r", vmin=-1, vmax=1)
-    axes[2, t].imshow(target[0, t].cpu(), cmap="gray", vmin=0, vmax=1)
+    im = axes[1, t].imshow(cosine[0, t].cpu(), cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+    axes[2, t].imshow(target[0, t].cpu(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes[0, t].set_title(f"t={t}", fontsize=9)
-for r, label in enumerate(["frame + mask", "cosine (untrained)", "target on the grid"]):
+for r, label in enumerate(["frame + mask", "cosine (untrained)", "target on the grid (white = 1)"]):
     axes[r, 0].set_ylabel(label, fontsize=9)
 for ax in axes.ravel():
     ax.set_xticks([])
@@ -227,9 +284,9 @@ plt.show()
 # `compute_losses(outputs, targets, cfg.loss)` returns a dict of named scalars. For every mask
 # (the prediction and each auxiliary layer's) a **BCE** (or focal) term and a **Dice** term; for
 # the similarity map its own BCE and Dice; and `total`, their weighted sum (2 x BCE + 5 x Dice,
-# auxiliary terms x `aux_weight`). Each term is a mean over pixels per frame, then over the valid
-# frames, so every real frame weighs the same; frames where the object is absent count, with an
-# empty target.
+# auxiliary terms x `aux_weight`). BCE is a mean over pixels per frame, then over the valid frames,
+# so every real frame weighs the same; Dice (per clip in the presets) sums over all valid frames of
+# a clip. Frames where the object is absent count, with an empty target.
 
 # %%
 lc = cfg.loss
@@ -245,6 +302,38 @@ for name, value in losses.items():
         print(f"{name:10s} {value.item():8.4f} {weights[name]:7.1f} {weights[name] * value.item():9.4f}")
 rebuilt = sum(weights[k] * v for k, v in losses.items() if k != "total")
 print(f"{'total':10s} {losses['total'].item():8.4f}          {rebuilt.item():9.4f}  (sum of the weighted terms)")
+
+
+# %% [markdown]
+# The terms by hand, from the equations at the top: $\mathcal{L}_{\text{bce}}$, $\mathcal{L}_{\text{dice}}$ (per clip
+# or per frame as `cfg.loss.dice_per` says) and the similarity target $Y^{\text{sim}}$ (average each
+# $p \times p$ patch of the mask, then $> 0.5$).
+
+# %%
+def my_bce(z, y, v):
+    # z, y (B, T, H, W); v (B, T): per-frame pixel mean, then mean over valid frames
+    p = torch.sigmoid(z.float())
+    per_frame = -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean(dim=(-2, -1))  # (B, T)
+    return (per_frame * v).sum() / v.sum()
+
+
+def my_dice(z, y, v, per):
+    p, v4 = torch.sigmoid(z.float()), v[..., None, None].float()  # v4 (B, T, 1, 1)
+    dims = (1, 2, 3) if per == "clip" else (2, 3)  # clip: sum over T, H, W; frame: over H, W
+    score = 1 - (2 * (v4 * p * y).sum(dims) + 1) / ((v4 * (p + y)).sum(dims) + 1)  # (B,) or (B, T)
+    return score.mean() if per == "clip" else (score * v).sum() / v.sum()
+
+
+vf = valid.float()
+my_target = (rearrange(masks.float(), "b t (h p) (w q) -> b t h w (p q)", h=h, w=w).mean(-1) > 0.5).float()
+my_terms = {"mask_bce": my_bce(out["pred_masks"], masks, vf),
+            "mask_dice": my_dice(out["pred_masks"], masks, vf, lc.dice_per),
+            "sim_bce": my_bce(out["similarity"] / lc.sim_temperature, my_target, vf),
+            "sim_dice": my_dice(out["similarity"] / lc.sim_temperature, my_target, vf, lc.dice_per)}
+for name, value in my_terms.items():
+    print(f"{name:10s} by hand {value.item():.6f}   library {losses[name].item():.6f}")
+print("similarity target by hand equals similarity_target:", torch.equal(my_target, target),
+      f"({int(my_target.sum())} foreground patches of {my_target.numel()})")
 
 
 # %% [markdown]
@@ -298,15 +387,15 @@ with torch.no_grad():
 fig, axes = plt.subplots(3, T, figsize=(2.5 * T, 7.4))
 for t in range(T):
     axes[0, t].imshow(viz.overlay_masks(shown[t], masks[0, t].cpu().numpy(), colors=[(0, 255, 255)], alpha=0.3))
-    axes[1, t].imshow(before[t], cmap="gray", vmin=0, vmax=1)
-    axes[2, t].imshow(fitted[t], cmap="gray", vmin=0, vmax=1)
+    axes[1, t].imshow(before[t], cmap="viridis", vmin=0, vmax=1)
+    prob_im = axes[2, t].imshow(fitted[t], cmap="viridis", vmin=0, vmax=1)
     axes[0, t].set_title(f"t={t}", fontsize=9)
 for r, label in enumerate(["target", "sigmoid, untrained", f"sigmoid, {STEPS} steps"]):
     axes[r, 0].set_ylabel(label, fontsize=9)
 for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
-fig.tight_layout()
+fig.colorbar(prob_im, ax=axes[1:].ravel().tolist(), shrink=0.8, label="sigmoid(logit)")
 plt.show()
 
 # %% [markdown]
@@ -377,6 +466,41 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
+# ## Summary
+#
+# * The mask head decodes each frame's $(d, h, w)$ feature grid at the patch stride into one logit per
+#   pixel: a 1x1 projection, conv blocks with $n = \lceil \log_2(p/4) \rceil$ x2 upsamplings to stride
+#   $\le 4$, a 1x1 conv, bilinear to $S \times S$. The same head gives the auxiliary masks.
+# * The pixel-text map is a cosine between projected pixel features and the projected sentence,
+#   trained as logits $s / \tau$ against the mask pooled onto the patch grid.
+# * The objective is $2 \cdot$ BCE $+ 5 \cdot$ Dice on the prediction, on each auxiliary mask and on the
+#   pixel-text map; we rebuilt every term and the total from the equations.
+# * BCE weighs every pixel the same, so it barely notices a missed small object; Dice measures
+#   overlap relative to size, so it does, and on an empty frame it keeps pushing background logits
+#   below about $-\ln(HW)$.
+#
+# ## Exercises
+#
+# 1. **Predict, then run.** What Dice loss does a prediction of logit $-6$ everywhere get on the empty
+#    $64 \times 64$ target? Use $1 - 1/(HW\sigma(x) + 1)$, then check with
+#    `dice_loss(torch.full((1, 1, R, R), -6.0), empty[None, None])`.
+# 2. **Change one config field.** Set `lc = dataclasses.replace(cfg.loss, dice_per="frame")` and
+#    recompute `compute_losses(out, {"masks": masks, "valid": valid}, lc)`: which terms change, and
+#    does `my_dice(..., per="frame")` still agree with the library?
+# 3. **Re-derive.** For a patch of $p = 8$ pixels, how many foreground pixels must a patch hold for
+#    $Y^{\text{sim}}$ to mark it? Check by building a $64 \times 64$ mask with a $6 \times 5$ square (30 pixels)
+#    inside one patch and a $6 \times 6$ square (36 pixels) inside another, and calling
+#    `similarity_target(mask[None, None], (8, 8))`.
+# 4. **Change one field.** Refit the head (section 4) with `aux_weight = 0` and `sim_bce_weight =
+#    sim_dice_weight = 0`: does the mask loss still fall below half its first value in 60 steps?
+
+# %%
+# Exercise 1, a starting point: the formula for a constant background logit x on an empty R x R frame
+x = -6.0
+print(f"formula {1 - 1 / (R * R * torch.sigmoid(torch.tensor(x)).item() + 1):.4f}   "
+      f"library {dice_loss(torch.full((1, 1, R, R), x), empty[None, None]).item():.4f}")
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -391,13 +515,16 @@ torch.testing.assert_close(logits, out["pred_masks"])  # the model's prediction 
 
 # similarity: re-derived, in [-1, 1], target on the patch grid
 torch.testing.assert_close(cosine, out["similarity"], rtol=1e-5, atol=1e-5)
-assert cosine.abs().max() <= 1 and target.shape == (B, T, h, w)
+# the similarity target is the mask averaged onto the patch grid, > 0.5, and the frame has foreground patches
+assert torch.equal(my_target, target) and target.shape == (B, T, h, w) and target.sum() > 0
 
 # loss dict: keys, total rebuilt from the terms
 n_aux = cfg.model.spatiotemporal.layers - 1
 expected = {"mask_bce", "mask_dice", "sim_bce", "sim_dice", "total"} | {f"aux{i}_{k}" for i in range(n_aux) for k in ("bce", "dice")}
 assert set(losses) == expected, set(losses) ^ expected
 torch.testing.assert_close(rebuilt, losses["total"])
+for name, value in my_terms.items():  # every term re-derived from the equations
+    torch.testing.assert_close(value, losses[name], rtol=1e-5, atol=1e-6)
 assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
 
 # a perfect logit map has a far lower loss than a random one (and than the untrained model)
