@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvoslib.data.formats import (FORMAT_ALIASES, canonical_format, read_a2d_sentences, read_mevis,
+from rvoslib.data.formats import (FORMAT_ALIASES, canonical_format, read_a2d_sentences, read_dataset, read_mevis,
                                   read_ref_davis17, read_ref_youtube_vos)
 from rvoslib.data.records import Expression, VideoRecord, check_path_component
 from rvoslib.inference import (
@@ -454,6 +454,8 @@ def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoR
         return read_mevis(root, split=split)
     if format == "a2d-sentences":
         return read_a2d_sentences(root, split={"valid": "test", "val": "test"}.get(split, split or "test"))
+    if format in ("refcoco", "refcoco+", "refcocog"):
+        return read_dataset(format, root, split=split)
     records = read_ref_davis17(root)
     names = davis_split_videos(root, split)
     return records if names is None else [r for r in records if r.video_id in names]
