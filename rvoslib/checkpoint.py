@@ -78,14 +78,20 @@ def _as_tuple(value: Any) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    A failed write (a full disk) raises an OSError naming ``path`` and leaves an earlier file as it was.
+    """
     from rvoslib.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        except RuntimeError as error:  # torch's writer reports a full disk as a RuntimeError
+            raise OSError(f"writing {str(path)!r} failed (full disk?): {error}") from error
     return path
 
 

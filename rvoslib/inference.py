@@ -1,61 +1,79 @@
 """Online inference: segment the objects that sentences refer to in a video of any length and size.
 
 ``segment_video(video, sentences, model)`` reads a frames folder, a video file or a uint8
-array, and runs the model clip by clip, the way VLP-RVOS is meant to run online:
+array, and runs the model window by window, the way VLP-RVOS is meant to run online
+(:mod:`rvoslib.online`):
 
-1. the video is cut into non-overlapping windows of ``window`` frames (default: the
-   model's training clip length T); the last window is padded by repeating the last
-   frame, and the outputs of padded frames are dropped (``rvoslib.data.eval_windows``);
-2. every window is resized to S x S and CLIP-normalised exactly as the evaluation
-   dataset does (``rvoslib.data.transforms``), and all sentences go through the model
-   together as a batch (B = number of sentences, or chunks of ``batch_size``);
-3. the history tokens the model returns for one window are fed to the next one, so
-   what was segmented earlier guides what comes later (unless the model's history pooling
-   was never trained: see :func:`carries_history`);
-4. the ``(B, T, S, S)`` mask logits are upsampled (bilinear) to the original frame size
-   and only then thresholded: ``masks = sigmoid(logits) > threshold``.
+1. the video is cut into consecutive windows of ``window`` frames (default: the model's
+   training clip length T); the last window holds the frames that are left and runs as a
+   shorter clip (no padding with repeated frames);
+2. every window is resized to S x S and CLIP-normalised exactly as the evaluation dataset
+   does (``rvoslib.data.transforms``), and all sentences go through the model together as a
+   batch (B = number of sentences, or chunks of ``batch_size``);
+3. the history tokens the model returns for one window are fed to the next one, so what was
+   segmented earlier guides what comes later (unless the model's history pooling was never
+   trained: see :func:`rvoslib.online.carries_history`);
+4. the ``(B, n, S, S)`` mask logits are upsampled (bilinear) to the original frame size and
+   only then thresholded: ``masks = sigmoid(logits) > threshold``.
 
-The window is the memory knob: activation memory grows with ``window x batch`` while
-the result does not need more than one window of frames on the device at a time.
+Memory. Frames are decoded a window at a time (:func:`rvoslib.io.iter_video`) and only the
+history tokens are kept between windows, so the model side never holds more than one window.
+What grows with the video is what the caller keeps:
 
-Results come back as a :class:`SegmentationResult` (``masks (K, T, H, W)`` bool, K
-sentences). The writers live in :mod:`rvoslib.outputs` and are re-exported here:
-:func:`write_overlay` turns a result into an mp4, a GIF or a PNG folder (:func:`write_panels`:
-one labelled panel per sentence) and :func:`save_masks` into palette PNGs.
-``add_segment_arguments`` / ``run_segment`` are the ``rvoslib segment`` command.
+* :func:`segment_video` returns a :class:`SegmentationResult` holding every mask
+  (K x T x H x W bytes, 4 times more with logits), because notebooks and scripts want the masks
+  as an array; it does not keep the frames. Right for short clips and for analysis.
+* :func:`segment_to_files` (what ``rvoslib segment`` runs) hands every window to incremental
+  writers (overlay video / GIF / PNG folder, mask PNGs: :mod:`rvoslib.outputs`) and keeps
+  nothing, so its peak memory is the same for a 100-frame and a 2000-frame video
+  (``benchmarks/streaming.py``). :func:`stream_video` is the generator under both, for callers
+  that want the windows themselves.
+
+The writers live in :mod:`rvoslib.outputs` and are re-exported here: :func:`write_overlay`
+turns a result into an mp4, a GIF or a PNG folder (:func:`write_panels`: one labelled panel per
+sentence) and :func:`save_masks` into palette PNGs. The ``rvoslib segment`` command is in
+:mod:`rvoslib.segment_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
 import os
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import repeat
 
-from rvoslib.data.dataset import eval_windows
-from rvoslib.data.transforms import frames_to_tensor, normalize, resize_frames
-from rvoslib.io import IMAGE_EXTENSIONS, read_video
+from rvoslib.io import IMAGE_EXTENSIONS, count_video_frames, iter_video
+from rvoslib.online import (  # noqa: F401 - re-exported: these used to live here
+    OnlineSegmenter,
+    carries_history,
+    check_threshold,
+    check_window,
+    max_prompt_frames,
+    prepare_frames,
+    probability_logit,
+    run_windows,
+    upsample_logits,
+    window_ranges,
+)
 from rvoslib.outputs import (  # noqa: F401 - re-exported: the writers used to live here
     DEFAULT_FPS,
+    MaskSink,
+    OverlaySink,
+    PanelSink,
     check_output_path,
+    close_all,
     output_fps,
     overlay,
     save_masks,
-    write_images,
     write_overlay,
     write_panels,
-    write_png_folder,
 )
 from rvoslib.panels import DEFAULT_PANEL_SIZE
 
@@ -69,7 +87,7 @@ TRAIN_HINT = (
 )
 
 
-# --------------------------------------------------------------------------- result
+# --------------------------------------------------------------------------- results
 
 
 @dataclass
@@ -127,6 +145,48 @@ class SegmentationResult:
         return [float(m.mean()) for m in self.masks]
 
 
+@dataclass
+class Window:
+    """One window of a streamed video, as :func:`stream_video` yields it.
+
+    Attributes:
+        start: position of its first frame among the segmented frames (0, window, 2 * window, ...).
+        names: its n frame names.
+        indices: its n frame positions in the source (after stride).
+        frames: (n, H, W, 3) uint8 frames at the original size.
+        masks: (K, n, H, W) bool, one mask per sentence and frame.
+        logits: (K, n, H, W) float32 upsampled logits when asked for, else None.
+    """
+
+    start: int
+    names: list[str]
+    indices: list[int]
+    frames: np.ndarray
+    masks: np.ndarray
+    logits: Optional[np.ndarray] = None
+
+
+@dataclass
+class StreamSummary:
+    """What :func:`segment_to_files` returns: no masks (they went to the files), just the facts.
+
+    Attributes:
+        sentences: the K sentences.
+        num_frames: frames segmented.
+        frame_size: (H, W) of the frames.
+        coverage: per sentence, the mean fraction of frame pixels inside its mask.
+        outputs: ``{"overlay": path, "panels": path, "masks": path}`` for those written.
+        timing: ``read_s``, ``inference_s``, ``write_s``, ``total_s``, ``frames_per_second``, ``device``.
+    """
+
+    sentences: list[str]
+    num_frames: int
+    frame_size: tuple[int, int]
+    coverage: list[float]
+    outputs: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -141,27 +201,6 @@ def check_sentences(sentences: Union[str, Sequence[str]]) -> list[str]:
         if not sentence.strip():
             raise ValueError(f"sentence {k} is empty or whitespace: {sentence!r}; describe the object to segment")
     return items
-
-
-def check_window(window: Any, max_frames: Optional[int] = None) -> int:
-    """``window`` as an int >= 1 (and <= the model's ``max_frames`` when given)."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be an integer >= 1 (frames per forward pass), got {window!r}")
-    if max_frames is not None and window > max_frames:
-        raise ValueError(f"window={window} exceeds the model's temporal prompt capacity "
-                         f"(prompts.max_frames={max_frames}); use a window of at most {max_frames} frames")
-    return int(window)
-
-
-def probability_logit(threshold: float) -> float:
-    """The logit of a probability: ``sigmoid(x) > threshold`` exactly when ``x > probability_logit(threshold)``."""
-    return math.log(threshold / (1.0 - threshold))
-
-
-def check_threshold(threshold: float) -> float:
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must lie strictly between 0 and 1 (a probability), got {threshold!r}")
-    return float(threshold)
 
 
 def frames_from_array(frames: Any, stride: int = 1, max_frames: Optional[int] = None) -> tuple[np.ndarray, list[int]]:
@@ -220,26 +259,67 @@ def probe_fps(path: PathLike) -> Optional[float]:
         return None
 
 
+@dataclass
+class VideoSource:
+    """A video opened for streaming: where it comes from and how to iterate its frames.
+
+    Attributes:
+        source: the resolved path, or None for an array.
+        fps: the file's frame rate (None for folders and arrays).
+        num_frames: how many frames will come (None when a video file's header does not say).
+        stride, max_frames: the sampling used.
+    """
+
+    source: Optional[str]
+    fps: Optional[float]
+    num_frames: Optional[int]
+    stride: int
+    max_frames: Optional[int]
+    array: Optional[np.ndarray] = None
+
+    def frames(self) -> Iterator[tuple[str, int, np.ndarray]]:
+        """``(name, source index, (H, W, 3) uint8)`` per frame, decoded as they are asked for."""
+        if self.array is not None:
+            for position, frame in enumerate(self.array):
+                index = position * self.stride
+                yield f"{index:05d}", index, frame
+            return
+        for position, (name, frame) in enumerate(iter_video(self.source, self.stride, self.max_frames)):
+            yield name, position * self.stride, frame
+
+
+def open_video(video: Any, stride: int = 1, max_frames: Optional[int] = None) -> VideoSource:
+    """A :class:`VideoSource` for a frames folder, a video file or a (T, H, W, 3) uint8 array."""
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max_frames must be None or an integer >= 1, got {max_frames!r}")
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    if isinstance(video, (str, os.PathLike)):
+        path = resolve_video_path(video)
+        return VideoSource(str(path), probe_fps(path), count_video_frames(path, stride, max_frames),
+                           stride, max_frames)
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        frames, indices = frames_from_array(video, stride, max_frames)
+        return VideoSource(None, None, len(frames), stride, max_frames, array=frames)
+    raise TypeError(f"video must be a frames folder, a video file or a (T, H, W, 3) uint8 array, "
+                    f"got {type(video).__name__}")
+
+
 def load_video(video: Any, stride: int = 1, max_frames: Optional[int] = None) -> dict:
-    """Frames and their names from a path (frames folder / video file) or an array.
+    """Frames and their names from a path (frames folder / video file) or an array, all in memory.
 
     Returns:
         dict: ``frames`` (T, H, W, 3) uint8, ``names`` (T,), ``indices`` (T,) positions in the
         source, ``source`` (str or None), ``fps`` (float or None).
     """
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ValueError(f"max_frames must be None or an integer >= 1, got {max_frames!r}")
-    if isinstance(video, (str, os.PathLike)):
-        path = resolve_video_path(video)
-        frames, names = read_video(path, stride=stride, max_frames=max_frames)
-        indices = [i * stride for i in range(len(frames))]
-        return {"frames": frames, "names": names, "indices": indices, "source": str(path), "fps": probe_fps(path)}
-    if isinstance(video, (np.ndarray, torch.Tensor)):
-        frames, indices = frames_from_array(video, stride, max_frames)
-        return {"frames": frames, "names": [f"{i:05d}" for i in indices], "indices": indices,
-                "source": None, "fps": None}
-    raise TypeError(f"video must be a frames folder, a video file or a (T, H, W, 3) uint8 array, "
-                    f"got {type(video).__name__}")
+    opened = open_video(video, stride, max_frames)
+    names, indices, frames = [], [], []
+    for name, index, frame in opened.frames():
+        names.append(name)
+        indices.append(index)
+        frames.append(frame)
+    return {"frames": np.stack(frames), "names": names, "indices": indices, "source": opened.source,
+            "fps": opened.fps}
 
 
 # --------------------------------------------------------------------------- model
@@ -317,119 +397,88 @@ def eval_mode(model: Any) -> Iterator[None]:
             model.train(True)
 
 
-# --------------------------------------------------------------------------- core
 
 
-def prepare_frames(frames: np.ndarray, size: int) -> torch.Tensor:
-    """(n, H, W, 3) uint8 -> (n, 3, S, S) float32, resized and CLIP-normalised as ``RVOSDataset`` does."""
-    return normalize(resize_frames(frames_to_tensor(frames), size))
+# --------------------------------------------------------------------------- streaming core
 
 
-def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, n, S, S) logits -> (B, n, H, W) float32, bilinear (``align_corners=False``)."""
-    logits = logits.float()
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _chunks(num: int, batch_size: Optional[int]) -> list[slice]:
-    """Slices of at most ``batch_size`` rows covering ``range(num)`` (one slice when None)."""
-    if batch_size is None:
-        return [slice(0, num)]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
-    return [slice(i, min(i + batch_size, num)) for i in range(0, num, batch_size)]
-
-
-_warned_untrained_history = weakref.WeakSet()  # models already warned about by carries_history
-
-
-def carries_history(model: Any, num_windows: int) -> bool:
-    """Whether the history tokens one window returns are fed to the next window.
-
-    Not when the model's history pooling was never trained (``model.history_trained`` False:
-    a checkpoint trained with ``train.history_training="off"``): pooled tokens from untrained
-    layers would only disturb it, so every window gets the learned initial tokens, as every
-    training clip did. That is logged once per model (not per window or video), and only when
-    it changes something (more than one window).
-    """
-    if getattr(model, "history_trained", True):
-        return True
-    if num_windows > 1 and model not in _warned_untrained_history:
-        _warned_untrained_history.add(model)
-        logger.warning("this model's history tokens were never trained (train.history_training='off'), so every "
-                       "window starts from the learned initial tokens instead of the previous window's history; "
-                       "train with history_training='two-step' (the default) to carry history across windows")
-    return False
-
-
-def run_windows(model: Any, frames: np.ndarray, tokens: torch.Tensor, *, window: int, size: int,
-                device: torch.device, dtype: Optional[torch.dtype] = None, threshold: float = 0.5,
-                keep: Optional[Sequence[int]] = None, return_logits: bool = False,
-                batch_size: Optional[int] = None, bar: Any = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Online clip-by-clip inference over a whole video: the one loop every caller reuses.
-
-    Args:
-        model: a VLPRVOS in eval mode on ``device``.
-        frames: (T, H, W, 3) uint8, the whole video at its original size.
-        tokens: (K, L_ctx) tokens of K sentences.
-        window: frames per forward pass; the last window is padded by repeating the last frame.
-        size: S, the model's input side.
-        device, dtype: where to run and the optional autocast dtype (e.g. torch.bfloat16).
-        threshold: probability threshold applied after upsampling.
-        keep: frame indices whose outputs are stored (default all; e.g. the annotated frames
-            of a sparsely annotated video). Every frame still goes through the model.
-        return_logits: also return the upsampled logits.
-        batch_size: sentences per forward pass (None: all K at once).
-        bar: optional tqdm bar, advanced by the number of real frames of each window.
-    Returns:
-        masks (K, T_keep, H, W) bool and logits (K, T_keep, H, W) float32 or None.
-    """
-    num_frames, height, width = frames.shape[:3]
-    keep = list(range(num_frames)) if keep is None else [int(i) for i in keep]
-    slot = {index: position for position, index in enumerate(keep)}  # frame index -> output row
-    num_sentences = tokens.shape[0]
-    masks = np.zeros((num_sentences, len(keep), height, width), dtype=bool)
-    logits_out = np.zeros(masks.shape, dtype=np.float32) if return_logits else None
-    chunks = _chunks(num_sentences, batch_size)
-    cut = probability_logit(threshold)
-    history: list[Optional[torch.Tensor]] = [None] * len(chunks)  # one carried state per chunk
-    tokens = tokens.to(device)
-    windows = list(eval_windows(num_frames, window))
-    carry = carries_history(model, len(windows))
-    for indices, valid in windows:
-        real = [i for i, v in zip(indices, valid) if v]
-        wanted = [(n, slot[i]) for n, i in enumerate(real) if i in slot]  # (window position, output row)
-        clip = prepare_frames(frames[indices], size).to(device)  # (window, 3, S, S)
-        for c, rows in enumerate(chunks):
-            batch = repeat(clip, "t c h w -> b t c h w", b=rows.stop - rows.start)
-            with _autocast(device, dtype):
-                out = model(batch, tokens[rows], history[c])
-            history[c] = out["history"] if carry else None  # (b, N_h, D_v) detached, fed to the next window
-            if not wanted:
-                continue
-            positions = [n for n, _ in wanted]
-            logits = upsample_logits(out["pred_masks"][:, positions], (height, width))  # (b, n, H, W)
-            targets = [r for _, r in wanted]
-            masks[rows, targets] = (logits > cut).cpu().numpy()  # sigmoid(logits) > threshold
-            if logits_out is not None:
-                logits_out[rows, targets] = logits.cpu().numpy()
-        if bar is not None:
-            bar.update(len(real))
-    return masks, logits_out
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
+def _progress_bar(total: Optional[int], desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
+
+
+def _prepare(sentences: Union[str, Sequence[str]], model: Any, window: Optional[int], threshold: float,
+             device: Union[str, torch.device, None], pretrained: Optional[str]) -> tuple[list[str], Any, Any, int]:
+    """Checked sentences, the ready model and its device, and the window."""
+    texts = check_sentences(sentences)
+    check_threshold(threshold)
+    if window is not None:
+        check_window(window)
+    model, device = resolve_model(model, device, pretrained)
+    window = check_window(model.cfg.num_frames if window is None else window, max_prompt_frames(model.cfg))
+    return texts, model, device, window
+
+
+def _windows(opened: VideoSource, texts: list[str], model: Any, device: torch.device, window: int, *,
+             dtype: Optional[torch.dtype], threshold: float, return_logits: bool, batch_size: Optional[int],
+             progress: bool, timing: dict) -> Iterator[Window]:
+    """The online loop over a :class:`VideoSource`: decode ``window`` frames, segment, yield, repeat.
+
+    ``timing`` receives ``read_s`` (decoding) and ``inference_s`` (model and upsampling).
+    """
+    timing.update(read_s=0.0, inference_s=0.0, device=str(device))
+    with eval_mode(model), _progress_bar(opened.num_frames, "segment", progress) as bar:
+        with torch.inference_mode():
+            tokens = model.tokenize(texts)  # (K, L_ctx)
+        segmenter = OnlineSegmenter(model, tokens, size=model.cfg.backbone.image_size, device=device, dtype=dtype,
+                                    threshold=threshold, batch_size=batch_size, return_logits=return_logits)
+        frames_iter, start, done = opened.frames(), 0, False
+        while not done:
+            tick = time.perf_counter()
+            names, indices, frames = [], [], []
+            for name, index, frame in frames_iter:
+                if frames and frame.shape != frames[0].shape:
+                    raise ValueError(f"frame {name!r} of {opened.source or 'the video'} is {frame.shape[0]} x "
+                                     f"{frame.shape[1]} (H x W), the others are {frames[0].shape[0]} x "
+                                     f"{frames[0].shape[1]}")
+                names.append(name)
+                indices.append(index)
+                frames.append(frame)
+                if len(frames) == window:
+                    break
+            else:
+                done = True
+            timing["read_s"] += time.perf_counter() - tick
+            if not frames:
+                break
+            tick = time.perf_counter()
+            clip = np.stack(frames)  # (n, H, W, 3), n <= window: the last window may be shorter
+            with torch.inference_mode():
+                masks, logits = segmenter(clip)
+            timing["inference_s"] += time.perf_counter() - tick
+            bar.update(len(frames))
+            yield Window(start, names, indices, clip, masks, logits)
+            start += len(frames)
+    if start == 0:
+        raise ValueError(f"no frames to segment in {opened.source or 'the video'}")
+
+
+def stream_video(video: Any, sentences: Union[str, Sequence[str]], model: Any, *,
+                 window: Optional[int] = None, stride: int = 1, max_frames: Optional[int] = None,
+                 device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
+                 threshold: float = 0.5, return_logits: bool = False, batch_size: Optional[int] = None,
+                 progress: bool = False, pretrained: Optional[str] = None) -> Iterator[Window]:
+    """Segment a video window by window, yielding each :class:`Window` as soon as it is done.
+
+    Arguments as in :func:`segment_video`. Only one window of frames and masks exists at a time
+    (plus the history tokens), whatever the video's length, as long as the caller does not keep
+    the windows. The checks (sentences, window, model) run on the first ``next()``.
+    """
+    texts, model, device, window = _prepare(sentences, model, window, threshold, device, pretrained)
+    opened = open_video(video, stride, max_frames)
+    yield from _windows(opened, texts, model, device, window, dtype=dtype, threshold=threshold,
+                        return_logits=return_logits, batch_size=batch_size, progress=progress, timing={})
 
 
 def segment_frames(frames: np.ndarray, sentences: Union[str, Sequence[str]], model: Any, *,
@@ -443,23 +492,18 @@ def segment_frames(frames: np.ndarray, sentences: Union[str, Sequence[str]], mod
     ``keep`` restricts the returned frames to those indices (all frames are still processed,
     so the history is the same); ``frame_names`` names the T frames (default ``00000``...).
     """
-    texts = check_sentences(sentences)
-    threshold = check_threshold(threshold)
     frames, _ = frames_from_array(frames)
-    model, device = resolve_model(model, device, pretrained)
+    texts, model, device, window = _prepare(sentences, model, window, threshold, device, pretrained)
     start = time.perf_counter()
-    cfg = model.cfg
-    window = check_window(cfg.num_frames if window is None else window, _max_prompt_frames(cfg))
     names = [f"{i:05d}" for i in range(len(frames))] if frame_names is None else list(frame_names)
     if len(names) != len(frames):
         raise ValueError(f"got {len(names)} frame names for {len(frames)} frames")
     keep = None if keep is None else sorted({int(i) for i in keep})
     if keep is not None and any(not 0 <= i < len(frames) for i in keep):
         raise IndexError(f"keep lists frames outside 0..{len(frames) - 1}: {keep}")
-    with eval_mode(model), torch.inference_mode(), \
-            _progress_bar(len(frames), "segment", progress) as bar:
+    with eval_mode(model), torch.inference_mode(), _progress_bar(len(frames), "segment", progress) as bar:
         tokens = model.tokenize(texts)  # (K, L_ctx)
-        masks, logits = run_windows(model, frames, tokens, window=window, size=cfg.backbone.image_size,
+        masks, logits = run_windows(model, frames, tokens, window=window, size=model.cfg.backbone.image_size,
                                     device=device, dtype=dtype, threshold=threshold, keep=keep,
                                     return_logits=return_logits, batch_size=batch_size, bar=bar)
     seconds = time.perf_counter() - start
@@ -472,20 +516,12 @@ def segment_frames(frames: np.ndarray, sentences: Union[str, Sequence[str]], mod
     )
 
 
-def _max_prompt_frames(cfg: Any) -> Optional[int]:
-    """The largest T the model's temporal prompts support, when it uses them."""
-    prompts = getattr(cfg, "prompts", None)
-    if prompts is None or not getattr(prompts, "use_temporal", False):
-        return None
-    return getattr(prompts, "max_frames", None)
-
-
 def segment_video(video: Any, sentences: Union[str, Sequence[str]], model: Any, *,
                   window: Optional[int] = None, stride: int = 1, max_frames: Optional[int] = None,
                   device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
                   threshold: float = 0.5, return_logits: bool = False, batch_size: Optional[int] = None,
                   progress: bool = True, pretrained: Optional[str] = None) -> SegmentationResult:
-    """Segment what each sentence refers to in every frame of a video, online, clip by clip.
+    """Segment what each sentence refers to in every frame of a video, online, window by window.
 
     Args:
         video: a frames folder (jpg/png, sorted by name; a DAVIS ``<seq>/`` folder with
@@ -505,166 +541,119 @@ def segment_video(video: Any, sentences: Union[str, Sequence[str]], model: Any, 
         pretrained: CLIP weights for a trainable-only checkpoint on this machine.
     Returns:
         :class:`SegmentationResult` with ``masks (K, T, H, W)`` bool at the original size. The
-        whole video's frames and masks stay in memory (T x H x W x 3 and K x T x H x W bytes;
-        4 times more for logits); use ``stride`` / ``max_frames`` for very long videos.
+        frames are decoded a window at a time and not kept, but every mask is (K x T x H x W
+        bytes; 4 times more for logits): for long videos write the outputs as you go with
+        :func:`segment_to_files` (``rvoslib segment``) or :func:`stream_video`.
     Raises:
         FileNotFoundError (video or checkpoint missing), ValueError (empty sentence, window < 1,
         corrupt video, ...), TypeError (model is neither a VLPRVOS nor a checkpoint path).
     """
     start = time.perf_counter()
-    texts = check_sentences(sentences)  # fail on bad sentences before any decoding
+    texts = check_sentences(sentences)  # fail on bad sentences before loading anything
     if window is not None:
         check_window(window)
-    loaded = load_video(video, stride=stride, max_frames=max_frames)
-    read_s = time.perf_counter() - start
-    result = segment_frames(loaded["frames"], texts, model, window=window, device=device, dtype=dtype,
-                            threshold=threshold, return_logits=return_logits, batch_size=batch_size,
-                            frame_names=loaded["names"], progress=progress, pretrained=pretrained)
-    result.frame_indices = loaded["indices"]
-    result.source, result.stride, result.max_frames = loaded["source"], stride, max_frames
-    result.source_fps = loaded["fps"]
-    result.timing.update(read_s=read_s, total_s=time.perf_counter() - start)
+    texts, model, device, window = _prepare(texts, model, window, threshold, device, pretrained)
+    opened = open_video(video, stride, max_frames)
+    timing: dict = {}
+    parts = list(_windows(opened, texts, model, device, window, dtype=dtype, threshold=threshold,
+                          return_logits=return_logits, batch_size=batch_size, progress=progress, timing=timing))
+    for part in parts:
+        part.frames = None  # the result keeps masks, not frames
+    result = SegmentationResult(
+        masks=np.concatenate([p.masks for p in parts], axis=1), sentences=texts,
+        frame_names=[n for p in parts for n in p.names], frame_indices=[i for p in parts for i in p.indices],
+        logits=np.concatenate([p.logits for p in parts], axis=1) if return_logits else None,
+        threshold=threshold, window=window, source=opened.source, stride=stride, max_frames=max_frames,
+        source_fps=opened.fps, timing=timing,
+    )
+    timing.update(total_s=time.perf_counter() - start,
+                  frames_per_second=result.num_frames / max(timing["inference_s"], 1e-9))
     logger.info("segmented %d frames (%dx%d) for %d sentence(s) in %.2f s (%.1f frames/s on %s)",
                 result.num_frames, result.frame_size[1], result.frame_size[0], len(texts),
-                result.timing["inference_s"], result.timing["frames_per_second"], result.timing["device"])
+                timing["inference_s"], timing["frames_per_second"], timing["device"])
     return result
 
 
-# --------------------------------------------------------------------------- command line
+def segment_to_files(video: Any, sentences: Union[str, Sequence[str]], model: Any, *,
+                     out: Optional[PathLike] = None, masks: Optional[PathLike] = None, panels: bool = False,
+                     panel_size: int = DEFAULT_PANEL_SIZE, frame_counter: bool = True,
+                     fps: Optional[float] = None, alpha: float = 0.5, window: Optional[int] = None,
+                     stride: int = 1, max_frames: Optional[int] = None,
+                     device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
+                     threshold: float = 0.5, batch_size: Optional[int] = None, progress: bool = True,
+                     pretrained: Optional[str] = None) -> StreamSummary:
+    """Segment a video and write its outputs as it goes, in memory bounded by the window.
 
-SEGMENT_HELP = """\
-Segment the object each sentence refers to in every frame of a video, and write an
-overlay (mp4, GIF or a folder of PNGs) and/or the masks as PNGs. With --panels the
-overlay has one labelled panel per sentence, side by side. The video is a frames folder, a
-DAVIS sequence folder (with JPEGImages/) or a video file. Needs a trained checkpoint.
-
-examples:
-  rvoslib segment data_samples/davis/blackswan "a black feathered swan" --checkpoint runs/x/best.pt --out swan.mp4
-  rvoslib segment clip.mp4 "the dog on the left" "the person" --checkpoint runs/x/best.pt --masks masks/
-  rvoslib segment clip.mp4 "the dog on the left" "the person" --checkpoint runs/x/best.pt --panels --out dogs.gif
-"""
-
-
-def parse_dtype(name: Optional[str], device: torch.device) -> Optional[torch.dtype]:
-    """"auto" (bfloat16 on CUDA when supported, else None), "float32", "bfloat16", "float16" -> dtype."""
-    if name in (None, "float32"):
-        return None
-    if name == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
-    choices = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in choices:
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {name!r}")
-    return choices[name]
-
-
-def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``segment`` and ``evaluate``: model, device, precision, windowing."""
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="trained rvoslib checkpoint (runs/<name>/best.pt)")
-    parser.add_argument("--pretrained", default=None,
-                        help="CLIP weights for a trainable-only checkpoint (open_clip tag or local file)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="autocast precision (default auto: bfloat16 on CUDA, float32 on CPU)")
-    parser.add_argument("--window", type=int, default=None,
-                        help="frames per forward pass (default: the model's clip length T); lower it to save memory")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="sentences per forward pass (default: all of a video's sentences at once)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-
-
-def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the arguments of ``rvoslib segment`` on ``parser`` (sets ``func=run_segment``).
-
-    Also gives the parser the command's description (with examples) unless it has one.
+    Args:
+        video, sentences, model, window, stride, max_frames, device, dtype, threshold,
+            batch_size, progress, pretrained: as in :func:`segment_video`.
+        out: the overlay: ``.mp4``, ``.gif``, or a path without extension (a folder of PNGs).
+        masks: a folder for the mask PNGs (``<k>/<frame>.png`` and ``sentences.json``).
+        panels: write ``out`` as one labelled panel per sentence (:class:`rvoslib.outputs.PanelSink`).
+        panel_size, frame_counter: panel options.
+        fps: overlay frame rate (default: the source's divided by ``stride``, else 10).
+        alpha: mask opacity of the plain overlay.
+    Returns:
+        :class:`StreamSummary` (coverage per sentence, paths written, timing).
+    Raises:
+        ValueError when an output is, holds or lies in an input (the video, the checkpoint),
+        or nothing is to be written; OSError naming the file when a write fails. Outputs are
+        renamed into place only once every window was written: on any error the earlier files
+        stay as they were.
     """
-    if not parser.description:
-        parser.description = SEGMENT_HELP
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("video", help="frames folder, DAVIS sequence folder or video file")
-    parser.add_argument("sentences", nargs="+", metavar="SENTENCE", help="referring expression(s), quoted")
-    add_inference_options(parser)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="overlay to write: .mp4, .gif, or a path without extension for a folder of one PNG "
-                             "per frame (default: <video name>_segmented.mp4 unless --masks is given)")
-    parser.add_argument("--panels", action="store_true",
-                        help="write one panel per sentence side by side instead of one frame with every mask: "
-                             "each panel shows that sentence's mask in its own bright colour, outlined, with the "
-                             "sentence written above it; small frames are enlarged (see --panel-size)")
-    parser.add_argument("--panel-size", type=_pixels, default=None, metavar="PIXELS",
-                        help=f"with --panels: enlarge small frames (nearest-neighbour, by a whole factor) until "
-                             f"each panel's short side is at least PIXELS; larger frames keep their size, they "
-                             f"are never shrunk (default: {DEFAULT_PANEL_SIZE})")
-    parser.add_argument("--no-frame-counter", dest="frame_counter", action="store_false",
-                        help="with --panels: leave out the 'frame t / T' line under the panels")
-    parser.add_argument("--masks", type=Path, default=None, help="folder for the mask PNGs (<k>/<frame>.png)")
-    parser.add_argument("--fps", type=float, default=None, help="overlay frame rate (default: the source's, else 10)")
-    parser.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default: 1)")
-    parser.add_argument("--max-frames", type=int, default=None, help="segment at most this many frames")
-    parser.set_defaults(func=run_segment)
-
-
-def _pixels(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels >= 1, got {text}")
-    return value
-
-
-def check_panel_options(args: argparse.Namespace, out: Optional[Path]) -> None:
-    """--panel-size and --no-frame-counter need --panels, and --panels needs an overlay (--out)."""
-    if not args.panels:
-        if args.panel_size is not None or not args.frame_counter:
-            option = "--panel-size" if args.panel_size is not None else "--no-frame-counter"
-            raise ValueError(f"{option} only applies to panels: add --panels")
-    elif out is None:
-        raise ValueError("--panels draws the overlay: give --out (.mp4, .gif or a folder for PNGs)")
-
-
-def require_checkpoint(checkpoint: Optional[PathLike], command: str) -> Path:
-    """The checkpoint path, or a clear error saying a trained one is needed and how to get it."""
-    if checkpoint is None:
-        raise ValueError(f"{command} needs a trained checkpoint (--checkpoint PATH): an untrained model gives "
-                         f"meaningless masks. To get one, {TRAIN_HINT}")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; {TRAIN_HINT}")
-    return path
-
-
-def run_segment(args: argparse.Namespace) -> int:
-    """``rvoslib segment``: segment, then write the overlay and/or the masks; returns the exit code."""
-    from rvoslib.runtime import pick_device
-
-    checkpoint = require_checkpoint(args.checkpoint, "rvoslib segment")
-    sentences = check_sentences(args.sentences)
-    video = resolve_video_path(args.video)
-    device = pick_device(args.device)
-    out = args.out
-    if out is None and args.masks is None:
-        out = Path(f"{Path(args.video).name or 'video'}_segmented.mp4")
-    check_panel_options(args, out)
-    for path, what in ((out, "--out"), (args.masks, "--masks")):
+    start = time.perf_counter()
+    if out is None and masks is None:
+        raise ValueError("nothing to write: give an overlay path (out) and/or a masks folder (masks)")
+    inputs = [video if isinstance(video, (str, os.PathLike)) else None,
+              model if isinstance(model, (str, os.PathLike)) else None]
+    for path, what in ((out, "overlay"), (masks, "masks folder")):
         if path is not None:
-            check_output_path(path, video, what)
-    result = segment_video(video, sentences, str(checkpoint), window=args.window, stride=args.stride,
-                           max_frames=args.max_frames, device=device, dtype=parse_dtype(args.dtype, device),
-                           threshold=args.threshold, batch_size=args.batch_size, progress=args.progress,
-                           pretrained=args.pretrained)
-    for sentence, share in zip(result.sentences, result.coverage()):
-        logger.info("%5.1f%% of the pixels: %r", 100 * share, sentence)
-    if out is not None and args.panels:
-        write_panels(result, None, out, fps=args.fps, panel_size=args.panel_size or DEFAULT_PANEL_SIZE,
-                     frame_counter=args.frame_counter)
-        logger.info("wrote panels %s", out)
-    elif out is not None:
-        write_overlay(result, None, out, fps=args.fps)
-        logger.info("wrote overlay %s", out)
-    if args.masks is not None:
-        save_masks(result, args.masks)
-    return 0
+            check_output_path(path, inputs, what)
+    if out is not None and masks is not None and Path(out).resolve() == Path(masks).resolve():
+        raise ValueError(f"the overlay and the masks folder are the same path {str(out)!r}; choose two")
+    texts, model, device, window = _prepare(sentences, model, window, threshold, device, pretrained)
+    opened = open_video(video, stride, max_frames)
+    rate = fps if fps is not None else (opened.fps / stride if opened.fps else DEFAULT_FPS)
+    sinks: list = []
+    timing: dict = {"write_s": 0.0}
+    covered = np.zeros(len(texts))
+    count, size = 0, (0, 0)
+    try:
+        if out is not None:
+            sinks.append(PanelSink(out, rate, texts, panel_size, frame_counter, opened.num_frames) if panels
+                         else OverlaySink(out, rate, alpha))
+        if masks is not None:
+            sinks.append(MaskSink(masks, texts))
+        for part in _windows(opened, texts, model, device, window, dtype=dtype, threshold=threshold,
+                             return_logits=False, batch_size=batch_size, progress=progress, timing=timing):
+            tick = time.perf_counter()
+            for sink in sinks:
+                sink.add(part.frames, part.masks, part.names)
+            timing["write_s"] += time.perf_counter() - tick
+            covered += part.masks.sum(axis=(1, 2, 3))
+            count, size = count + len(part.names), part.frames.shape[1:3]
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    tick = time.perf_counter()
+    written = close_all(sinks)
+    timing["write_s"] += time.perf_counter() - tick
+    timing.update(total_s=time.perf_counter() - start,
+                  frames_per_second=count / max(timing["inference_s"], 1e-9))
+    kinds = (["panels" if panels else "overlay"] if out is not None else []) + (["masks"] if masks is not None else [])
+    coverage = [float(c) / max(count * size[0] * size[1], 1) for c in covered]
+    return StreamSummary(texts, count, tuple(int(v) for v in size), coverage, dict(zip(kinds, written)), timing)
+
+
+def __getattr__(name: str) -> Any:
+    """The ``rvoslib segment`` command's names, which moved to :mod:`rvoslib.segment_cli` (imported on use)."""
+    if name in _SEGMENT_CLI_NAMES:
+        from rvoslib import segment_cli
+
+        return getattr(segment_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_SEGMENT_CLI_NAMES = ("SEGMENT_HELP", "add_inference_options", "add_segment_arguments", "check_panel_options",
+                      "parse_dtype", "require_checkpoint", "run_segment")

@@ -13,9 +13,10 @@ Every function returns plain numpy arrays:
     frames  (T, H, W, 3) uint8 RGB
     mask    (H, W) uint8 object ids
 
-Writers are atomic: they write a temporary file next to the target and rename it
-over the target only once the write succeeded, so a failed write never leaves a
-half-written file in place of an existing one.
+Writers are atomic (:mod:`rvoslib.writers`): they write a temporary file next to the
+target and rename it over the target only once the write succeeded and was checked, so
+a failed write (a full disk, an encoder error) raises an error naming the file and never
+leaves a half-written file in place of an existing one.
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rvoslib.writers import (  # noqa: F401 - atomic_path is re-exported: callers import it from here
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    atomic_path,
+    open_frame_writer,
+    write_text_atomic,
+)
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 VOID_ID = 255  # palette value of "void" (ignored) pixels in DAVIS / YouTube-VOS masks
 
 
@@ -236,6 +242,160 @@ def _read_with_imageio(path: Path, stride: int, max_frames: int | None) -> tuple
     return np.stack(frames), indices
 
 
+def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Frames at ``indices`` of a video file, decoding only what they need.
+
+    decord seeks to each wanted frame (from its preceding key frame); the imageio fallback
+    decodes from the start and stops after the last wanted frame. Either way the result equals
+    ``read_video(path)[0][indices]`` without decoding the whole file.
+
+    Returns:
+        (n, H, W, 3) uint8, in the order of ``indices`` (repeats allowed).
+    Raises:
+        ValueError naming the file when it cannot be decoded or has fewer frames than asked for.
+    """
+    path = Path(path)
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        raise ValueError(f"no frame indices asked for from {path}")
+    if wanted[0] < 0:
+        raise IndexError(f"negative frame index {wanted[0]} for video file {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"video file does not exist: {path}")
+    errors = []
+    for reader in (_pick_with_decord, _pick_with_imageio):
+        try:
+            frames = reader(path, wanted)
+        except _TooShort as error:
+            raise ValueError(f"video file {path} has {error.args[0]} frames; frame {wanted[-1]} was asked for") from None
+        except Exception as error:  # noqa: BLE001 - every backend failure is reported below
+            errors.append(f"{reader.__name__.removeprefix('_pick_with_')}: {error}")
+            continue
+        position = {index: n for n, index in enumerate(wanted)}
+        return np.ascontiguousarray(frames[[position[int(i)] for i in indices]])
+    raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): " + "; ".join(errors))
+
+
+class _TooShort(Exception):
+    """The video has fewer frames than an index asked for (args[0]: its frame count)."""
+
+
+def _pick_with_decord(path: Path, wanted: list[int]) -> np.ndarray:
+    import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
+
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    if wanted[-1] >= len(reader):
+        raise _TooShort(len(reader))
+    return np.stack([_frame_to_rgb(f) for f in reader.get_batch(wanted).asnumpy()])
+
+
+def _pick_with_imageio(path: Path, wanted: list[int]) -> np.ndarray:
+    import imageio.v2 as imageio
+
+    keep, frames, count = set(wanted), [], 0
+    with contextlib.closing(imageio.get_reader(str(path))) as reader:
+        for index, frame in enumerate(reader):
+            count = index + 1
+            if index in keep:
+                frames.append(_frame_to_rgb(np.asarray(frame)))
+            if index >= wanted[-1]:
+                break  # stop early: nothing later is wanted
+    if len(frames) < len(wanted):
+        raise _TooShort(count)
+    return np.stack(frames)
+
+
+def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None,
+               chunk: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream a video, frame by frame: yields ``(name, (H, W, 3) uint8)``.
+
+    Same frames and names as :func:`read_video`, but only ``chunk`` decoded frames are held at a
+    time, so memory does not grow with the video's length. A frame of another size than the
+    first is an error naming it.
+    """
+    _check_sampling(stride, max_frames)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"video path does not exist: {path}")
+    if path.is_dir():
+        paths = list_frames(path)
+        first = None
+        for i in _selected_indices(len(paths), stride, max_frames):
+            frame = read_image(paths[i])
+            first = frame.shape if first is None else first
+            if frame.shape != first:
+                raise ValueError(f"frames of mixed sizes: {paths[i]} is {_hw(frame)} (H x W) but the first "
+                                 f"frame is {first[0]} x {first[1]}")
+            yield paths[i].stem, frame
+        return
+    yield from _iter_video_file(path, stride, max_frames, chunk)
+
+
+def _iter_video_file(path: Path, stride: int, max_frames: int | None, chunk: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Decode a video file chunk by chunk with decord (imageio-ffmpeg when decord cannot open it)."""
+    try:
+        import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
+
+        import decord
+
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        indices = _selected_indices(len(reader), stride, max_frames)
+    except Exception as error:  # noqa: BLE001 - decord missing or unable to open the file
+        logger.debug("decord cannot open %s (%s); streaming with imageio", path, error)
+        yield from _iter_with_imageio(path, stride, max_frames)
+        return
+    if not indices:
+        raise ValueError(f"cannot decode video file {path}: the video has no frames")
+    for start in range(0, len(indices), chunk):
+        part = indices[start:start + chunk]
+        try:
+            frames = reader.get_batch(part).asnumpy()
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(f"cannot decode video file {path} at frame {part[0]} (corrupt?): {error}") from error
+        for index, frame in zip(part, frames):
+            yield f"{index:05d}", _frame_to_rgb(frame)
+
+
+def _iter_with_imageio(path: Path, stride: int, max_frames: int | None) -> Iterator[tuple[str, np.ndarray]]:
+    import imageio.v2 as imageio
+
+    count = 0
+    try:
+        reader = imageio.get_reader(str(path))
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): {error}") from error
+    with contextlib.closing(reader):
+        for index, frame in enumerate(reader):
+            if index % stride:
+                continue
+            yield f"{index:05d}", _frame_to_rgb(np.asarray(frame))
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                return
+    if count == 0:
+        raise ValueError(f"cannot decode video file {path}: the video has no frames")
+
+
+def count_video_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None) -> int | None:
+    """How many frames :func:`iter_video` will yield, from the folder listing or the file's
+    header (None when the header does not say)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            total = len(list_frames(path))
+        else:
+            import torch  # noqa: F401  - decord after torch
+
+            import decord
+
+            total = len(decord.VideoReader(str(path), ctx=decord.cpu(0)))
+    except Exception:  # noqa: BLE001 - a count is a nicety; the stream reports real errors
+        return None
+    return len(_selected_indices(total, stride, max_frames))
+
+
 def _frame_to_rgb(frame: np.ndarray) -> np.ndarray:
     """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8."""
     if frame.ndim == 2:
@@ -304,33 +464,10 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix); rename it onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, _file_mode(path))  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _file_mode(path: Path) -> int:
-    """Permissions for a new file: those of the file being replaced, else 0666 minus the umask."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text (e.g. JSON) atomically; a failure (full disk) names ``path``, and an
+    earlier file stays as it was."""
+    return write_text_atomic(path, text)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
@@ -347,26 +484,27 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], fps: float = 10.0) -> None:
-    """Write frames as an mp4 (H.264 through imageio-ffmpeg) or a GIF, chosen by extension; atomically.
+    """Write frames as an mp4 (H.264 through ffmpeg) or a GIF, chosen by extension; atomically.
 
     Args:
         path: target file, ``.mp4`` (or another ffmpeg container) or ``.gif``.
         frames: (T, H, W, 3) uint8 RGB, or a list of (H, W, 3) uint8.
         fps: frames per second.
     H.264 needs even sizes: an odd height or width is padded by one edge-replicated
-    row/column (logged as a warning); even sizes are written unchanged.
+    row/column (logged as a warning); even sizes are written unchanged. The encoder's errors
+    (a full disk, ...) raise an OSError naming ``path`` and leave an earlier file untouched
+    (:mod:`rvoslib.writers`); frames of any number can be written one at a time with
+    :func:`rvoslib.writers.open_frame_writer`.
     """
     frames = _check_frames(frames, path)
     if not fps or fps <= 0:
         raise ValueError(f"write_video: fps must be > 0, got {fps!r} for {path}")
     suffix = Path(path).suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".gif":
-            _write_gif(tmp, frames, fps)
-        elif suffix in VIDEO_EXTENSIONS:
-            _write_ffmpeg(tmp, _pad_even(frames, path), fps)
-        else:
-            raise ValueError(f"write_video: unsupported extension {suffix!r} for {path}; use .mp4 or .gif")
+    if suffix not in VIDEO_EXTENSIONS:
+        raise ValueError(f"write_video: unsupported extension {suffix!r} for {path}; use .mp4 or .gif")
+    with open_frame_writer(path, fps) as writer:
+        for frame in frames:
+            writer.append(frame)
 
 
 def _check_frames(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike) -> np.ndarray:
@@ -380,30 +518,3 @@ def _check_frames(frames: np.ndarray | Sequence[np.ndarray], path: str | os.Path
     if frames.dtype != np.uint8:
         raise ValueError(f"write_video expects uint8 frames, got {frames.dtype} for {path}")
     return frames
-
-
-def _pad_even(frames: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Pad (T, H, W, 3) by edge replication to even H and W (needed by yuv420p)."""
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        logger.warning("write_video: padding %s from %dx%d to even size for H.264", path, *frames.shape[1:3])
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return frames
-
-
-def _write_ffmpeg(path: Path, frames: np.ndarray, fps: float) -> None:
-    import imageio.v2 as imageio
-
-    writer = imageio.get_writer(
-        str(path), format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1
-    )
-    with contextlib.closing(writer):
-        for frame in frames:
-            writer.append_data(frame)
-
-
-def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
-    images = [Image.fromarray(frame) for frame in frames]
-    images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0
-    )

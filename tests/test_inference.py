@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -81,21 +82,19 @@ def random_video(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 # ----------------------------------------------------------------------------- windows and history
 
 
-def test_windows_padding_and_history_chain():
+def test_windows_last_one_shorter_and_history_chain():
     stub = StubModel(logits_fn=lambda call, b, t, s: (100.0 * call + torch.arange(t).float()).view(1, t, 1, 1)
                      .expand(b, t, s, s).clone())
     frames = random_video(10, 12, 20)
     result = segment_frames(frames, "the thing", stub, window=4, return_logits=True, progress=False)
-    assert len(stub.calls) == 3  # windows [0..3], [4..7], [8, 9, 9, 9]
-    assert [c["frames"].shape for c in stub.calls] == [(1, 4, 3, 8, 8)] * 3
-    last = stub.calls[2]["frames"][0]
-    assert torch.equal(last[1], last[2]) and torch.equal(last[1], last[3])  # padded by repeating frame 9
-    assert torch.equal(last[0], prepare_frames(frames[8:9], 8)[0])
+    assert len(stub.calls) == 3  # windows [0..3], [4..7], [8, 9]: the last runs shorter, not padded
+    assert [c["frames"].shape for c in stub.calls] == [(1, 4, 3, 8, 8)] * 2 + [(1, 2, 3, 8, 8)]
+    assert torch.equal(stub.calls[2]["frames"][0], prepare_frames(frames[8:10], 8))
     assert torch.equal(stub.calls[1]["frames"][0], prepare_frames(frames[4:8], 8))
     # the history given to window w is what window w - 1 returned
     assert stub.calls[0]["history"] is None
     assert [float(c["history"].unique()) for c in stub.calls[1:]] == [0.0, 1.0]
-    # outputs: exactly T frames, each from its own window position; padded outputs dropped
+    # outputs: exactly T frames, each from its own window position
     assert result.masks.shape == (1, 10, 12, 20) and result.logits.shape == (1, 10, 12, 20)
     expected = [100.0 * (t // 4) + t % 4 for t in range(10)]
     np.testing.assert_allclose(result.logits[0], np.broadcast_to(np.array(expected)[:, None, None], (10, 12, 20)),
@@ -113,10 +112,13 @@ def test_sentence_chunks_carry_their_own_history():
     assert stub.calls[3]["history"].shape == (1, 1, 2) and float(stub.calls[3]["history"].unique()) == 1.0
 
 
-def test_default_window_is_model_clip_length_and_shorter_videos_are_padded():
+def test_default_window_is_model_clip_length_and_shorter_videos_run_as_they_are():
     stub = StubModel(num_frames=5)
+    result = segment_frames(random_video(7, 6, 6), "x", stub, progress=False)
+    assert [c["frames"].shape[1] for c in stub.calls] == [5, 2]
+    stub.calls.clear()
     result = segment_frames(random_video(2, 6, 6), "x", stub, progress=False)
-    assert len(stub.calls) == 1 and stub.calls[0]["frames"].shape[1] == 5
+    assert len(stub.calls) == 1 and stub.calls[0]["frames"].shape[1] == 2
     assert result.masks.shape == (1, 2, 6, 6)
 
 
@@ -150,8 +152,8 @@ def test_untrained_history_matches_independent_windows(tiny_model):
     finally:
         tiny_model.history_trained = True
     with torch.inference_mode():
-        clip = prepare_frames(frames[[4, 5, 5, 5]], 64)[None]
-        alone = tiny_model(clip, tokens)["pred_masks"][:, :2]  # the second window with the initial tokens
+        clip = prepare_frames(frames[[4, 5]], 64)[None]
+        alone = tiny_model(clip, tokens)["pred_masks"]  # the second (shorter) window with the initial tokens
     expected = F.interpolate(alone, size=(16, 16), mode="bilinear", align_corners=False).numpy()
     np.testing.assert_allclose(result.logits[:, 4:], expected, atol=1e-4)
 
@@ -166,7 +168,7 @@ def test_matches_manual_window_calls_with_history(tiny_model):
     tokens = tiny_model.tokenize(sentences)
     history, manual, no_history = None, [], []
     with torch.inference_mode():
-        for indices, n in (([0, 1, 2, 3], 4), ([4, 5, 5, 5], 2)):
+        for indices, n in (([0, 1, 2, 3], 4), ([4, 5], 2)):
             clip = prepare_frames(frames[indices], 64)[None].repeat(2, 1, 1, 1, 1)
             out = tiny_model(clip, tokens, history)
             history = out["history"]
@@ -352,7 +354,7 @@ def test_write_panels(tmp_path, suffix):
 
 
 def test_png_folder_output_replaces_only_an_earlier_output(tmp_path, monkeypatch):
-    from rvoslib import outputs
+    from rvoslib import writers
 
     frames = np.full((2, 10, 14, 3), 60, dtype=np.uint8)
     result = stub_result(frames)
@@ -362,16 +364,16 @@ def test_png_folder_output_replaces_only_an_earlier_output(tmp_path, monkeypatch
     (folder / "stale.png").write_bytes(b"")
     write_panels(result, frames, folder)  # replaces the earlier output as a whole
     assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
-    real_write_image = outputs.write_image
+    real_append = writers.PngFolderWriter._append
 
-    def fail_on_second(path, image, **kwargs):
-        if path.name == "00001.png":
-            raise OSError("disk full")
-        real_write_image(path, image, **kwargs)
+    def fail_on_second(self, frame, name):
+        if name == "00001":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_append(self, frame, name)
 
-    monkeypatch.setattr(outputs, "write_image", fail_on_second)
+    monkeypatch.setattr(writers.PngFolderWriter, "_append", fail_on_second)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="overlay.*No space left"):
         write_overlay(result, frames, folder)  # a failed write leaves the earlier output as it was
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["overlay"]  # no temporary folder left behind
@@ -411,3 +413,22 @@ def test_cli_segment_panel_errors(tmp_path, tiny_checkpoint):
     with pytest.raises(SystemExit):
         segment_parser().parse_args(common + ["--panels", "--panel-size", "0"])
     assert not (tmp_path / "a.gif").exists()
+
+
+def test_last_window_runs_shorter_not_padded(tiny_model):
+    """The last frames' predictions come from a clip of the real frames only, never padded with copies."""
+    frames, sentence = random_video(6, 20, 28, seed=7), "the red circle"
+    result = segment_frames(frames, sentence, tiny_model, window=4, return_logits=True, progress=False)
+    tokens = tiny_model.tokenize([sentence])
+    with torch.inference_mode():
+        history = tiny_model(prepare_frames(frames[:4], 64)[None], tokens)["history"]
+        shorter = tiny_model(prepare_frames(frames[4:], 64)[None], tokens, history)["pred_masks"]  # (1, 2, S, S)
+        padded = tiny_model(prepare_frames(frames[[4, 5, 5, 5]], 64)[None], tokens, history)["pred_masks"][:, :2]
+    up = F.interpolate(shorter, size=(20, 28), mode="bilinear", align_corners=False).numpy()
+    np.testing.assert_allclose(result.logits[:, 4:], up, atol=1e-4)
+    # padding would have changed them: the model sees the whole clip at once
+    padded_up = F.interpolate(padded, size=(20, 28), mode="bilinear", align_corners=False).numpy()
+    assert not np.allclose(padded_up, up, atol=1e-4)
+    # and the streamed path (segment_video) gives the same as the in-memory one
+    streamed = segment_video(frames, sentence, tiny_model, window=4, return_logits=True, progress=False)
+    np.testing.assert_allclose(streamed.logits, result.logits, atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -124,16 +126,19 @@ def test_write_video_gif_and_small_mp4(tmp_path):
 
 
 def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
+    from rvoslib import writers
+
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"original")
 
-    def crash(path, frames, fps):
-        path.write_bytes(b"half")
-        raise OSError("disk full")
+    def crash(self, frame, name):
+        self.tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rio, "_write_ffmpeg", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(writers.FFmpegWriter, "_append", crash)
+    with pytest.raises(OSError, match=r"clip\.mp4.*No space left") as info:
         write_video(target, np.zeros((2, 4, 4, 3), np.uint8), fps=10)
+    assert info.value.errno == errno.ENOSPC
     assert target.read_bytes() == b"original"
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
     with pytest.raises(ValueError, match=r"uint8 .*clip\.mp4"):

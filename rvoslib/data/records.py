@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rvoslib.io import VOID_ID, image_size, read_frames, read_mask, read_video
+from rvoslib.io import VOID_ID, image_size, read_frames, read_mask, read_video_frames
 
 
 class DatasetFormatError(ValueError):
@@ -201,12 +201,7 @@ class VideoRecord:
             return read_frames([self.frame_paths[i] for i in indices])
         if self.video_path is None:
             raise ValueError(f"video {self.video_id!r} has neither frame paths nor a video file")
-        frames, _ = read_video(self.video_path)
-        if len(frames) < self.num_frames:
-            raise ValueError(
-                f"video file {self.video_path} has {len(frames)} frames, the dataset lists {self.num_frames}"
-            )
-        return frames[indices]
+        return read_video_frames(self.video_path, indices)  # decodes only the frames it needs
 
     def load_mask(self, frame_index: int, obj_ids: Sequence[int]) -> np.ndarray:
         """Union mask of ``obj_ids`` in frame ``frame_index``: (H, W) uint8 in {0, 1, 255 (void)}.
