@@ -432,3 +432,137 @@ def test_last_window_runs_shorter_not_padded(tiny_model):
     # and the streamed path (segment_video) gives the same as the in-memory one
     streamed = segment_video(frames, sentence, tiny_model, window=4, return_logits=True, progress=False)
     np.testing.assert_allclose(streamed.logits, result.logits, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- outputs never destroy inputs
+
+
+def test_cli_segment_refuses_outputs_that_resolve_to_an_input(tmp_path, tiny_checkpoint):
+    from rvoslib.io import write_image, write_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(video, random_video(3, 16, 16), fps=5)
+    frames = tmp_path / "frames"
+    for t, frame in enumerate(random_video(3, 16, 16, seed=1)):
+        write_image(frames / f"{t:05d}.png", frame)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(video)
+    checkpoint = tmp_path / "ckpt" / "best.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    before = {p: p.read_bytes() for p in [video, checkpoint, *frames.iterdir()]}
+    cases = [
+        (video, ["--out", str(video)]),  # the issue's case: the overlay over its own input
+        (video, ["--out", str(link)]),  # a symlink to the input
+        (link, ["--out", str(video)]),  # the input through a symlink
+        (video, ["--out", str(tmp_path / "." / "clip.mp4")]),
+        (frames, ["--out", str(frames)]),  # a PNG-folder overlay replacing the frames folder
+        (frames, ["--masks", str(frames)]),
+        (frames, ["--out", str(frames / "overlay.mp4")]),  # inside the input folder
+        (video, ["--masks", str(checkpoint.parent)]),  # a folder holding the checkpoint
+        (video, ["--out", str(tmp_path)]),  # a folder holding the input
+    ]
+    for source, extra in cases:
+        args = segment_parser().parse_args([str(source), "a thing", "--checkpoint", str(checkpoint),
+                                            "--device", "cpu", "--no-progress", *extra])
+        with pytest.raises(ValueError, match="would destroy the input"):
+            run_segment(args)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "clip.mp4", "frames", "link.mp4"]
+
+
+def test_segment_to_files_refuses_an_output_over_its_inputs(tmp_path, tiny_model):
+    from rvoslib.inference import segment_to_files
+    from rvoslib.io import write_video
+
+    video = tmp_path / "clip.gif"
+    write_video(video, random_video(2, 8, 8), fps=5)
+    before = video.read_bytes()
+    with pytest.raises(ValueError, match="would destroy the input"):
+        segment_to_files(video, "x", tiny_model, out=video, progress=False)
+    with pytest.raises(ValueError, match="nothing to write"):
+        segment_to_files(video, "x", tiny_model, progress=False)
+    with pytest.raises(ValueError, match="same path"):
+        segment_to_files(video, "x", tiny_model, out=tmp_path / "o", masks=tmp_path / "o", progress=False)
+    with pytest.raises(ValueError, match="would destroy the input"):
+        write_overlay(segment_video(video, "x", tiny_model, progress=False), None, video)
+    assert video.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def frames_folder(folder: Path, num_frames: int, height: int = 96, width: int = 128) -> Path:
+    from rvoslib.io import write_image
+
+    for t in range(num_frames):
+        write_image(folder / f"{t:05d}.png", random_video(1, height, width, seed=t)[0])
+    return folder
+
+
+def test_segment_to_files_writes_what_the_result_writers_write(tmp_path, tiny_model):
+    from rvoslib.inference import segment_to_files
+
+    video = frames_folder(tmp_path / "video", 7, 24, 40)
+    summary = segment_to_files(video, ["the red circle", "a square"], tiny_model, out=tmp_path / "streamed",
+                               masks=tmp_path / "streamed_masks", window=3, progress=False)
+    result = segment_video(video, ["the red circle", "a square"], tiny_model, window=3, progress=False)
+    write_overlay(result, None, tmp_path / "whole")
+    save_masks(result, tmp_path / "whole_masks")
+    assert summary.num_frames == 7 and summary.frame_size == (24, 40)
+    assert summary.outputs == {"overlay": tmp_path / "streamed", "masks": tmp_path / "streamed_masks"}
+    np.testing.assert_allclose(summary.coverage, result.coverage())
+    assert read_video(tmp_path / "streamed")[0].tobytes() == read_video(tmp_path / "whole")[0].tobytes()
+    for k in range(2):
+        for name in result.frame_names:
+            assert np.array_equal(read_mask(tmp_path / f"streamed_masks/{k}/{name}.png"),
+                                  read_mask(tmp_path / f"whole_masks/{k}/{name}.png"))
+    # panels: "frame t / T" counted across windows, the same pictures as write_panels
+    segment_to_files(video, ["the red circle", "a square"], tiny_model, out=tmp_path / "panels_streamed",
+                     panels=True, window=3, progress=False)
+    write_panels(result, None, tmp_path / "panels_whole")
+    assert read_video(tmp_path / "panels_streamed")[0].tobytes() == read_video(tmp_path / "panels_whole")[0].tobytes()
+
+
+def test_stream_video_yields_windows_with_shorter_last(tiny_model):
+    from rvoslib.inference import stream_video
+
+    frames = random_video(10, 16, 20, seed=2)
+    windows = list(stream_video(frames, "x", tiny_model, window=4, return_logits=True))
+    assert [w.start for w in windows] == [0, 4, 8] and [len(w.names) for w in windows] == [4, 4, 2]
+    assert all(np.array_equal(w.frames, frames[w.start:w.start + len(w.names)]) for w in windows)
+    whole = segment_frames(frames, "x", tiny_model, window=4, return_logits=True, progress=False)
+    np.testing.assert_allclose(np.concatenate([w.logits for w in windows], axis=1), whole.logits, atol=1e-5)
+
+
+def peak_traced_bytes(run) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_streamed_segmentation_memory_does_not_grow_with_video_length(tmp_path):
+    """Python-side peak memory (frames, masks, overlays: numpy reports to tracemalloc) for a
+    video 8 times longer stays about the same; holding the frames or masks would multiply it."""
+    from rvoslib.inference import segment_to_files
+
+    stub = StubModel(size=8, num_frames=4, logits_fn=ramp_logits)
+    short, long = frames_folder(tmp_path / "short", 8), frames_folder(tmp_path / "long", 64)
+
+    def run(video, name):
+        return lambda: segment_to_files(video, ["a", "b"], stub, out=tmp_path / f"{name}.mp4",
+                                        masks=tmp_path / f"{name}_masks", progress=False)
+
+    run(short, "warm")()  # first-call imports and caches
+    peaks = {name: peak_traced_bytes(run(video, name)) for name, video in (("short", short), ("long", long))}
+    frame_bytes = 96 * 128 * 3
+    assert peaks["long"] < peaks["short"] + 8 * frame_bytes, peaks  # growth well under 8 of the 56 extra frames
+    # the in-memory API does hold every mask: its peak grows with the length, as documented
+    in_memory = {name: peak_traced_bytes(lambda v=video: segment_video(v, ["a", "b"], stub, progress=False))
+                 for name, video in (("short", short), ("long", long))}
+    assert in_memory["long"] - in_memory["short"] >= 2 * 56 * 96 * 128  # K=2 bool masks of 56 more frames

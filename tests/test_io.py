@@ -145,3 +145,77 @@ def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
         write_video(target, np.zeros((2, 4, 4, 3), np.float32), fps=10)
     with pytest.raises(ValueError, match="unsupported extension '.txt'"):
         write_video(tmp_path / "clip.txt", np.zeros((2, 4, 4, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------------- partial and streamed decoding
+
+
+def test_read_video_frames_equals_a_full_decode(samples, monkeypatch):
+    from rvoslib.data.records import VideoRecord
+    from rvoslib.io import read_video_frames
+
+    path = samples / "blackswan.mp4"
+    full, _ = read_video(path)
+    indices = [7, 0, 3, 3, len(full) - 1]
+    assert np.array_equal(read_video_frames(path, indices), full[indices])
+    record = VideoRecord("blackswan", [f"{i:05d}" for i in range(len(full))], video_path=path)
+    assert np.array_equal(record.load_frames([2, 5]), full[[2, 5]])
+    with pytest.raises(ValueError, match=rf"blackswan\.mp4 has {len(full)} frames"):
+        read_video_frames(path, [len(full)])
+    # the imageio fallback gives the same frames
+    monkeypatch.setattr(rio, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
+    assert np.array_equal(read_video_frames(path, indices), full[indices])
+
+
+def test_read_video_frames_stops_after_the_last_wanted_frame(samples, monkeypatch):
+    import imageio.v2 as imageio
+
+    from rvoslib.io import read_video_frames
+
+    decoded = []
+    real_get_reader = imageio.get_reader
+
+    class Counting:
+        def __init__(self, path):
+            self.reader = real_get_reader(path)
+
+        def __iter__(self):
+            for frame in self.reader:
+                decoded.append(1)
+                yield frame
+
+        def close(self):
+            self.reader.close()
+
+    monkeypatch.setattr(imageio, "get_reader", Counting)
+    monkeypatch.setattr(rio, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
+    frames = read_video_frames(samples / "blackswan.mp4", [1, 4])
+    assert frames.shape[0] == 2 and len(decoded) == 5  # frames 0..4 decoded, not the whole file
+    assert len(read_video(samples / "blackswan.mp4")[0]) > 5
+
+
+@pytest.mark.parametrize("kind", ["mp4", "folder"])
+def test_iter_video_streams_the_same_frames_as_read_video(samples, kind, monkeypatch):
+    from rvoslib.io import count_video_frames, iter_video
+
+    path = samples / ("blackswan.mp4" if kind == "mp4" else BLACKSWAN + "/JPEGImages")
+    frames, names = read_video(path, stride=2, max_frames=4)
+    streamed = list(iter_video(path, stride=2, max_frames=4, chunk=3))
+    assert [n for n, _ in streamed] == names
+    assert np.array_equal(np.stack([f for _, f in streamed]), frames)
+    assert count_video_frames(path, stride=2, max_frames=4) == 4
+    if kind == "mp4":  # the imageio fallback streams the same
+        import decord
+
+        monkeypatch.setattr(decord, "VideoReader", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no")))
+        again = list(iter_video(path, stride=2, max_frames=4))
+        assert [n for n, _ in again] == names and np.array_equal(np.stack([f for _, f in again]), frames)
+
+
+def test_iter_video_names_a_frame_of_another_size(tmp_path):
+    from rvoslib.io import iter_video, write_image
+
+    write_image(tmp_path / "00000.png", np.zeros((4, 4, 3), np.uint8))
+    write_image(tmp_path / "00001.png", np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"00001\.png is 4 x 6"):
+        list(iter_video(tmp_path))
