@@ -207,13 +207,15 @@ def normalize(heat: np.ndarray, vmin: float | None = None, vmax: float | None = 
     return np.clip((heat - lo) / (hi - lo), 0.0, 1.0)
 
 
-def colormap(values: np.ndarray, cmap: str | Callable = "jet") -> np.ndarray:
+def colormap(values: np.ndarray, cmap: str | Callable = "viridis") -> np.ndarray:
     """Map values in [0, 1] to RGB colours.
 
     Args:
         values: (...) float in [0, 1].
-        cmap: "jet" (pure numpy: blue -> cyan -> yellow -> red), any matplotlib
-            colormap name (matplotlib imported here), or a matplotlib Colormap /
+        cmap: any matplotlib colormap name (matplotlib imported here; default "viridis",
+            perceptually uniform: equal steps in value look like equal steps in colour, and
+            it reads in grey), "jet" (pure numpy: blue -> cyan -> yellow -> red; not
+            perceptually uniform, kept for old figures), or a matplotlib Colormap /
             callable returning RGBA in [0, 1].
 
     Returns:
@@ -243,9 +245,10 @@ def heatmap_overlay(
     frame: Any,
     heat: Any,
     alpha: float = 0.5,
-    cmap: str | Callable = "jet",
+    cmap: str | Callable = "viridis",
     vmin: float | None = None,
     vmax: float | None = None,
+    background: str = "color",
 ) -> np.ndarray:
     """Colour a patch-level heat map and blend it over a frame.
 
@@ -258,6 +261,8 @@ def heatmap_overlay(
         alpha: opacity of the heat map.
         cmap: see :func:`colormap`.
         vmin, vmax: optional fixed range instead of the map's own min / max.
+        background: "color" (the frame as it is) or "gray" (the frame in grey, so an
+            object's own colour cannot be mistaken for attention).
 
     Returns:
         (H, W, 3) uint8.
@@ -266,10 +271,68 @@ def heatmap_overlay(
     heat = _to_numpy(heat)
     if frame.ndim != 3 or heat.ndim != 2:
         raise ValueError(f"heatmap_overlay expects frame (H, W, 3) and heat (h, w), got {frame.shape} and {heat.shape}")
+    frame = _background(frame, background)
     # normalise before resizing so vmin / vmax refer to the map's own values
     colours = colormap(resize_bilinear(normalize(heat, vmin, vmax), frame.shape[:2]), cmap)  # (H, W, 3)
     out = (1.0 - alpha) * frame.astype(np.float32) + alpha * colours.astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def grayscale(frames: Any) -> np.ndarray:
+    """uint8 RGB frames in grey (ITU-R 601 luma in all three channels), same shape."""
+    frames = _check_frames(frames)
+    luma = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (..., H, W)
+    return np.repeat(np.round(luma).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _background(frame: np.ndarray, background: str) -> np.ndarray:
+    if background not in ("color", "gray"):
+        raise ValueError(f"background must be 'color' or 'gray', got {background!r}")
+    return grayscale(frame) if background == "gray" else frame
+
+
+def patch_grid_image(
+    heat: Any,
+    size: tuple[int, int] | None = None,
+    cmap: str | Callable = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """The raw patch grid of a heat map: one flat colour per patch, nothing smoothed.
+
+    Args:
+        heat: (h, w) float.
+        size: (H, W) output size, a multiple of (h, w) per axis (nearest-neighbour blocks);
+            default (h, w).
+        cmap, vmin, vmax: as in :func:`heatmap_overlay`.
+
+    Returns:
+        (H, W, 3) uint8, each patch a block of one colour.
+    """
+    heat = _to_numpy(heat)
+    if heat.ndim != 2:
+        raise ValueError(f"patch_grid_image expects heat (h, w), got {heat.shape}")
+    size = heat.shape if size is None else tuple(size)
+    if size[0] % heat.shape[0] or size[1] % heat.shape[1]:
+        raise ValueError(f"size {size} must be a multiple of the grid {heat.shape}")
+    colours = colormap(normalize(heat, vmin, vmax), cmap)  # (h, w, 3)
+    return np.repeat(np.repeat(colours, size[0] // heat.shape[0], 0), size[1] // heat.shape[1], 1)
+
+
+def outline(image: Any, masks: Any, colors: Any = None, width: int = 1) -> np.ndarray:
+    """Draw the outline of each mask over an image (no fill), e.g. the referent over a heat map.
+
+    Args:
+        image: (H, W, 3) or (T, H, W, 3) uint8.
+        masks, colors: as in :func:`overlay_masks` (default colours: cyan, white, ...).
+        width: outline thickness in pixels.
+    """
+    mask_list = _as_mask_list(masks)
+    colors = OUTLINE_COLORS[: len(mask_list)] if colors is None and len(mask_list) <= len(OUTLINE_COLORS) else colors
+    return overlay_masks(image, mask_list, colors=colors, alpha=0.0, draw_boundary=True, boundary_width=width)
+
+
+OUTLINE_COLORS = [(0, 255, 255), (255, 255, 255), (255, 0, 255)]  # referent, distractors, ...: absent from magma
 
 
 # --------------------------------------------------------------------------- J/F picture
@@ -419,8 +482,17 @@ def attention_grid(
     ncols: int = 4,
     figsize: tuple[float, float] | None = None,
     alpha: float = 0.5,
-    cmap: str | Callable = "jet",
+    cmap: str | Callable = "viridis",
     shared_scale: bool = False,
+    *,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    outlines: Any = None,
+    outline_colors: Any = None,
+    colorbar: bool = False,
+    raw_beside: bool = False,
+    background: str = "color",
+    label: str = "",
 ):
     """Grid of heat maps, e.g. attention of words / prompts over patches, or per frame.
 
@@ -429,30 +501,98 @@ def attention_grid(
         frames: None (maps drawn alone, nearest-neighbour, one cell per patch), one
             (H, W, 3) uint8 frame under every map, or (K, H, W, 3) one frame per map.
         titles: one per map; default "0", "1", ...
-        ncols, figsize: grid layout.
+        ncols, figsize: grid layout (``ncols`` counts maps; with ``raw_beside`` each map
+            takes two cells).
         alpha, cmap: as in :func:`heatmap_overlay`.
         shared_scale: one colour scale (global min / max) for all maps instead of
             min-max per map.
+        vmin, vmax: fixed ends of the colour scale (override ``shared_scale``'s).
+        outlines: masks outlined over every map: one (H, W) mask or a list of them for all
+            maps, or (K, H, W) / a list of (K, H, W) masks, one per map (e.g. the referent
+            and the distractors); frame resolution (with ``frames``) or any multiple of the grid.
+        outline_colors: one RGB colour per outlined mask (default :data:`OUTLINE_COLORS`:
+            cyan, white, magenta).
+        colorbar: a colour bar in the maps' own units (one for a shared scale, else one per map).
+        raw_beside: with ``frames``, put the raw patch grid (one flat colour per patch,
+            nearest) to the left of each smoothed overlay, on the same colour scale.
+        background: "color" or "gray" frames under the maps (see :func:`heatmap_overlay`).
+        label: colour-bar label, e.g. "share of attention".
 
     Returns:
-        matplotlib Figure with K axes.
+        matplotlib Figure with K axes (2K with ``raw_beside``) plus the colour bars' axes.
     """
     maps = _to_numpy(maps).astype(np.float32)
     maps = maps[None] if maps.ndim == 2 else maps  # (K, h, w)
     if maps.ndim != 3:
         raise ValueError(f"maps must have shape (K, h, w) or (h, w), got {maps.shape}")
     backs = _backgrounds(frames, len(maps))  # list of K frames or Nones
-    vmin, vmax = (float(np.nanmin(maps)), float(np.nanmax(maps))) if shared_scale else (None, None)
-    aspect = (backs[0].shape[0] / backs[0].shape[1]) if backs[0] is not None else maps.shape[1] / maps.shape[2]
-    fig, axes = _new_figure(len(maps), ncols, figsize, cell=(3.0, 3.0 * aspect))
-    for ax, heat, back, title in zip(axes, maps, backs, _titles(titles, len(maps), "{}")):
-        if back is None:
-            image = colormap(normalize(heat, vmin, vmax), cmap)
-        else:
-            image = heatmap_overlay(back, heat, alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax)
-        _show_image(ax, image, title)
-    fig.tight_layout()
+    lo, hi = (float(np.nanmin(maps)), float(np.nanmax(maps))) if shared_scale else (None, None)
+    lo, hi = (lo if vmin is None else float(vmin)), (hi if vmax is None else float(vmax))
+    shared = lo is not None and hi is not None
+    size = backs[0].shape[:2] if backs[0] is not None else _grid_multiple(maps.shape[1:], outlines)
+    per_map = 2 if raw_beside and backs[0] is not None else 1
+    fig, axes = _new_figure(len(maps) * per_map, ncols * per_map, figsize, cell=(3.0, 3.0 * size[0] / size[1]))
+    names = _titles(titles, len(maps), "{}")
+    for k, (heat, back) in enumerate(zip(maps, backs)):
+        scale = (lo, hi) if shared else _own_scale(heat, lo, hi)
+        marks = _outlines_for(outlines, k, len(maps))
+        images = [patch_grid_image(heat, size, cmap, *scale)] if back is None or raw_beside else []
+        if back is not None:
+            images.append(heatmap_overlay(back, heat, alpha=alpha, cmap=cmap, vmin=scale[0], vmax=scale[1],
+                                          background=background))
+        cells = axes[k * per_map:(k + 1) * per_map]
+        for i, (ax, image) in enumerate(zip(cells, images)):
+            image = outline(image, marks, outline_colors) if marks else image
+            title = names[k] if i == len(images) - 1 else "patch grid"
+            _show_image(ax, image, title)
+        if colorbar and not shared:
+            _add_colorbar(fig, cells, cmap, scale, label)
+    if colorbar and shared:
+        _add_colorbar(fig, axes, cmap, (lo, hi), label)
+    if not colorbar:
+        fig.tight_layout()
     return fig
+
+
+def _grid_multiple(grid: tuple[int, int], outlines: Any) -> tuple[int, int]:
+    """Drawing size of bare maps: the outlines' size when given, else 16 pixels per patch."""
+    if outlines is not None:
+        first = _as_mask_list(outlines)[0]
+        return tuple(first.shape[-2:])
+    return (grid[0] * 16, grid[1] * 16)
+
+
+def _own_scale(heat: np.ndarray, lo: float | None, hi: float | None) -> tuple[float, float]:
+    """(vmin, vmax) of one map: the given ends, else its own min / max."""
+    return (float(np.nanmin(heat)) if lo is None else lo, float(np.nanmax(heat)) if hi is None else hi)
+
+
+def _outlines_for(outlines: Any, k: int, count: int) -> list[np.ndarray]:
+    """The (H, W) masks outlined on map k: shared (H, W) masks, or row k of (K, H, W) ones."""
+    if outlines is None:
+        return []
+    picked = []
+    for mask in _as_mask_list(outlines):
+        if mask.ndim == 3:
+            if len(mask) != count:
+                raise ValueError(f"outlines give {len(mask)} masks for {count} maps")
+            mask = mask[k]
+        picked.append(mask)
+    return picked
+
+
+def _add_colorbar(fig, axes, cmap: str | Callable, scale: tuple[float, float], label: str) -> None:
+    """A colour bar for ``axes`` in the maps' own units (a constant map gets a tiny range)."""
+    import matplotlib.cm
+    import matplotlib.colors
+
+    lo, hi = scale
+    norm = matplotlib.colors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+    mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=_get_cmap(cmap))
+    bar = fig.colorbar(mappable, ax=list(axes), fraction=0.046, pad=0.02, shrink=0.9)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
 
 
 def _backgrounds(frames: Any, k: int) -> list[np.ndarray | None]:

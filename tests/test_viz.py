@@ -83,12 +83,27 @@ def test_heatmap_shape_and_hottest_region():
     frame = np.full((64, 48, 3), 128, np.uint8)
     heat = np.zeros((8, 6), np.float32)
     heat[2, 4] = 5.0  # patch covering rows 16-23, cols 32-39
-    out = viz.heatmap_overlay(frame, heat, alpha=1.0)
+    out = viz.heatmap_overlay(frame, heat, alpha=1.0, cmap="jet")
     assert out.shape == (64, 48, 3) and out.dtype == np.uint8
     red = out[..., 0].astype(int) - out[..., 2].astype(int)  # jet: hot = red, cold = blue
     y, x = np.unravel_index(np.argmax(red), red.shape)
     assert 16 <= y < 24 and 32 <= x < 40
-    assert tuple(out[0, 0]) == tuple(viz.colormap(np.array(0.0)))  # coldest = jet's dark blue
+    assert tuple(out[0, 0]) == tuple(viz.colormap(np.array(0.0), "jet"))  # coldest = jet's dark blue
+
+
+def test_default_colour_map_is_perceptual_viridis():
+    frame = np.full((16, 16, 3), 128, np.uint8)
+    heat = np.zeros((2, 2), np.float32)
+    heat[1, 1] = 1.0
+    out = viz.heatmap_overlay(frame, heat, alpha=1.0)
+    import matplotlib
+
+    viridis = matplotlib.colormaps["viridis"]
+    assert tuple(out[15, 15]) == tuple(np.round(np.asarray(viridis(1.0))[:3] * 255).astype(np.uint8))  # yellow
+    assert tuple(out[0, 0]) == tuple(np.round(np.asarray(viridis(0.0))[:3] * 255).astype(np.uint8))  # dark purple
+    # viridis rises in lightness from 0 to 1, so a hotter patch is always a lighter one
+    luma = viz.grayscale(viz.colormap(np.linspace(0, 1, 11)[None]))[0, :, 0].astype(int)
+    assert (np.diff(luma) > 0).all()
 
 
 def test_resize_bilinear_matches_torch():
@@ -100,7 +115,7 @@ def test_resize_bilinear_matches_torch():
 
 
 def test_colormap_jet_endpoints_and_matplotlib_names():
-    jet = viz.colormap(np.array([0.0, 0.5, 1.0]))
+    jet = viz.colormap(np.array([0.0, 0.5, 1.0]), "jet")
     assert jet[0].argmax() == 2 and jet[2].argmax() == 0  # blue -> red
     gray = viz.colormap(np.array([0.0, 1.0]), "gray")
     assert tuple(gray[0]) == (0, 0, 0) and tuple(gray[1]) == (255, 255, 255)
@@ -229,3 +244,58 @@ def test_import_does_not_load_matplotlib_or_ipywidgets():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- attention figures
+
+
+def test_grayscale_and_gray_background():
+    frame = np.zeros((4, 4, 3), np.uint8)
+    frame[..., 0] = 255  # pure red
+    gray = viz.grayscale(frame)
+    assert (gray == 76).all()  # round(0.299 * 255): the same value in all three channels
+    out = viz.heatmap_overlay(frame, np.ones((2, 2)), alpha=0.0, background="gray")
+    assert np.array_equal(out, gray)  # alpha 0: only the (grey) frame is left
+    with pytest.raises(ValueError, match="background"):
+        viz.heatmap_overlay(frame, np.ones((2, 2)), background="sepia")
+
+
+def test_patch_grid_image_is_one_flat_colour_per_patch():
+    heat = np.array([[0.0, 1.0], [2.0, 4.0]], np.float32)
+    image = viz.patch_grid_image(heat, (8, 6), cmap="magma", vmin=0.0, vmax=4.0)
+    assert image.shape == (8, 6, 3)
+    for (i, j), value in np.ndenumerate(heat):
+        block = image[4 * i:4 * i + 4, 3 * j:3 * j + 3].reshape(-1, 3)
+        assert (block == block[0]).all()  # nearest: nothing smoothed inside a patch
+        assert tuple(block[0]) == tuple(viz.colormap(np.array(value / 4.0), "magma"))
+    with pytest.raises(ValueError, match="multiple"):
+        viz.patch_grid_image(heat, (7, 6))
+
+
+def test_outline_draws_only_the_boundary():
+    image = np.full((10, 10, 3), 50, np.uint8)
+    mask = square((10, 10), 2, 2, 5)
+    out = viz.outline(image, mask)
+    ring = viz.inner_boundary(mask)
+    assert (out[ring] == (0, 255, 255)).all()  # cyan, the first outline colour
+    assert np.array_equal(out[~ring], image[~ring])  # interior and outside untouched
+
+
+def test_attention_grid_raw_beside_outline_and_colour_bars(frames):
+    maps = np.random.default_rng(3).random((4, 3, 4)).astype(np.float32)  # 3 x 4 grid on 24 x 32 frames
+    referent = np.stack([square((24, 32), 8, 8, 8)] * 4)
+    fig = viz.attention_grid(maps, frames, raw_beside=True, outlines=referent, colorbar=True, shared_scale=True,
+                             cmap="magma")
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 8 and len(fig.axes) == 9  # raw + smoothed per map, one shared colour bar
+    raw = images[0].images[0].get_array()
+    expected = viz.outline(viz.patch_grid_image(maps[0], (24, 32), "magma", maps.min(), maps.max()), referent[0])
+    assert np.array_equal(np.asarray(raw), expected)  # the raw grid, on the shared scale, outlined
+    smoothed = np.asarray(images[1].images[0].get_array())
+    assert (smoothed[viz.inner_boundary(referent[0])] == (0, 255, 255)).all()
+    per_map = viz.attention_grid(maps, frames, colorbar=True)
+    assert len(per_map.axes) == 8  # one colour bar per map
+    bars = [ax for ax in per_map.axes if not ax.images]
+    assert bars[0].get_ylim() == pytest.approx((maps[0].min(), maps[0].max()))  # in the map's own units
+    with pytest.raises(ValueError, match="outlines"):
+        viz.attention_grid(maps, frames, outlines=referent[:3])
