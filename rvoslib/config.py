@@ -140,13 +140,19 @@ class DataConfig:
     """Which dataset to read and how to sample clips (T and S come from the model config)."""
 
     root: str = "data_samples/synthetic"  # dataset root folder
-    format: str = "ytvos"  # "ytvos" | "mevis" | "davis" | "a2d"
+    format: str = "ytvos"  # "ytvos" | "mevis" | "davis" | "a2d" | "jhmdb" | "refcoco" | "refcoco+" | "refcocog"
     train_split: str = "train"  # sub-folder (or split name) for training
     val_split: str = "valid"  # sub-folder (or split name) for validation
     max_skip: int = 3  # largest gap between consecutive sampled training frames
     flip_prob: float = 0.5  # horizontal flip probability (swaps "left"/"right" in the sentence)
     jitter: float = 0.1  # photometric jitter strength (0 disables)
     num_workers: int = 0  # DataLoader workers
+    # joint training: a second dataset mixed into the training set (e.g. RefCOCO images, which become
+    # static clips of T repeated frames); None = no mix
+    mix_root: Optional[str] = None
+    mix_format: str = "refcoco"  # format of mix_root (any reader's format)
+    mix_split: str = "train"  # split of mix_root
+    mix_fraction: float = 0.5  # share of training items drawn from mix_root, in [0, 1)
 
 
 @dataclass
@@ -174,6 +180,9 @@ class TrainConfig:
     log_every: int = 10  # steps between log lines
     seed: int = 0  # seeds python, numpy and torch
     out_dir: str = "runs/default"  # run folder: checkpoints, log, config
+    # checkpoint whose trained weights start a fresh run, e.g. image pretraining before video training
+    # (its model config may differ in model.num_frames and the CLIP weights' source only); None = none
+    init_from: Optional[str] = None
     save_full_model: bool = False  # also store frozen CLIP weights in checkpoints
 
 
@@ -284,7 +293,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "model.head.sim_dim": (1, True), "model.head.pixel_dim": (0, True),
     "loss.sim_temperature": (0, False),
     "data.max_skip": (1, True), "data.flip_prob": (0, True), "data.jitter": (0, True),
-    "data.num_workers": (0, True),
+    "data.num_workers": (0, True), "data.mix_fraction": (0, True),
     "train.steps": (1, True), "train.batch_size": (1, True), "train.grad_accum": (1, True),
     "train.lr": (0, False), "train.lr_prompt_head": (0, False), "train.weight_decay": (0, True),
     "train.clip_grad": (0, True), "train.warmup_steps": (0, True), "train.lr_gamma": (0, False),

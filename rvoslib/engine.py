@@ -65,11 +65,13 @@ from rvoslib.train_data import (
     batch_ids,
     make_train_dataset,
     make_train_loader,
+    mix_records,
     read_split,
     train_clip_frames,
+    train_records,
 )
 from rvoslib.train_eval import evaluate_split
-from rvoslib.train_loop import build_training, train
+from rvoslib.train_loop import build_training, init_weights, train
 from rvoslib.train_step import (
     AMP_MODES,
     HISTORY_MODES,
@@ -86,5 +88,6 @@ __all__ = [
     "ClipRunner", "EpochItems", "NonFiniteLossError", "RunLog", "StepBatchSampler", "Trainer",
     "add_train_arguments", "amp_dtype", "batch_ids", "build_training", "clip_targets", "config_differences",
     "config_from_args", "evaluate_split", "find_unused_needed", "make_train_dataset", "make_train_loader",
-    "read_log", "read_split", "run_train", "train", "train_clip_frames", "write_config_json",
+    "init_weights", "mix_records", "read_log", "read_split", "run_train", "train", "train_clip_frames",
+    "train_records", "write_config_json",
 ]

@@ -19,7 +19,7 @@ Scores (all on binary masks at the original frame size, with ``rvoslib.metrics``
   into one id map per frame (a pixel goes to the object with the highest probability
   above the threshold), and every object of the sequence is scored against its
   ground truth by id, DAVIS style (J&F per object, then means over objects).
-* A2D-Sentences (:func:`evaluate_a2d`): samples are the annotated frames where the
+* A2D-Sentences, JHMDB-Sentences and RefCOCO/+/g (:func:`evaluate_a2d`): samples are the annotated frames where the
   referred instance is present; ``metrics.a2d_metrics`` gives mAP 0.50:0.95, overall
   and mean IoU and P@k. Every frame of a video goes through the model (online, with
   history); outputs are kept for the annotated frames only. A sample's score (for the
@@ -442,6 +442,10 @@ def write_ytvos_submission(predictions: Iterable[VideoPrediction], out_dir: Path
 # --------------------------------------------------------------------------- datasets
 
 
+# formats scored with the A2D protocol (mAP 0.50:0.95, overall / mean IoU, P@k) on their annotated frames
+IOU_PROTOCOL_FORMATS = ("a2d-sentences", "jhmdb-sentences", "refcoco", "refcoco+", "refcocog")
+
+
 def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoRecord]:
     """Read the records of one split of a dataset in any supported format."""
     format = canonical_format(format)
@@ -454,7 +458,7 @@ def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoR
         return read_mevis(root, split=split)
     if format == "a2d-sentences":
         return read_a2d_sentences(root, split={"valid": "test", "val": "test"}.get(split, split or "test"))
-    if format in ("refcoco", "refcoco+", "refcocog"):
+    if format in ("refcoco", "refcoco+", "refcocog", "jhmdb-sentences"):
         return read_dataset(format, root, split=split)
     records = read_ref_davis17(root)
     names = davis_split_videos(root, split)
@@ -483,7 +487,8 @@ def evaluate_dataset(model_or_checkpoint: Any, root: PathLike, format: str = "yt
     Args:
         model_or_checkpoint: a VLPRVOS or the path of an rvoslib checkpoint.
         root: dataset root. format: "ytvos" (also the synthetic sets), "mevis", "davis"
-            (Ref-DAVIS17) or "a2d" (long names as in ``rvoslib.data.READERS`` work too).
+            (Ref-DAVIS17), "a2d", "jhmdb", "refcoco", "refcoco+" or "refcocog" (long names as in
+            ``rvoslib.data.READERS`` work too).
         split: split name ("valid", "train", "valid_u", "test"...).
         out_dir: where ``metrics.json`` (and DAVIS merged PNGs, or the submission) go;
             required for splits without masks.
@@ -493,7 +498,7 @@ def evaluate_dataset(model_or_checkpoint: Any, root: PathLike, format: str = "yt
     Returns:
         Ref-YouTube-VOS / MeViS / synthetic with masks: :func:`summarize_scores` plus
         ``objects`` (``"<video>/<exp_id>"`` -> J&F); Ref-DAVIS17: :func:`evaluate_ref_davis17`;
-        A2D: :func:`evaluate_a2d`; without masks: ``submission`` (zip path), ``videos``,
+        A2D, JHMDB, RefCOCO: :func:`evaluate_a2d`; without masks: ``submission`` (zip path), ``videos``,
         ``expressions``. Every result also names ``format``, ``split`` and ``num_videos``.
     """
     format = canonical_format(format)
@@ -506,7 +511,7 @@ def evaluate_dataset(model_or_checkpoint: Any, root: PathLike, format: str = "yt
     if format == "ref-davis17":
         results = evaluate_ref_davis17(model, records, None, device, out, threshold=threshold, progress=progress,
                                        **options)
-    elif format == "a2d-sentences":
+    elif format in IOU_PROTOCOL_FORMATS:
         results = evaluate_a2d(model, records, None, device, threshold=threshold, progress=progress, **options)
     elif any(scorable(r) is not None for r in records):
         results = _evaluate_jf(model, records, device, threshold, progress, options)

@@ -39,7 +39,7 @@ BEST_NAME = "best.pt"
 LOCK_NAME = ".lock"
 # config keys that may change on resume without breaking exactness
 RESUME_SILENT_KEYS = ("train.out_dir", "train.eval_every", "train.ckpt_every", "train.log_every",
-                      "train.eval_max_videos", "data.num_workers", "model.backbone.cache_dir")
+                      "train.eval_max_videos", "train.init_from", "data.num_workers", "model.backbone.cache_dir")
 
 
 class RunLog:

@@ -24,7 +24,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root, "
                         "data_samples/synthetic for the presets)")
     parser.add_argument("--format", default=None, help="dataset format: ytvos (also the synthetic sets), mevis, "
-                        "davis, a2d (default: the config's data.format)")
+                        "davis, a2d, refcoco, refcoco+, refcocog (default: the config's data.format)")
     parser.add_argument("--out", default=None, help="run folder for checkpoints, log.jsonl and config.json "
                         "(default: the config's train.out_dir, runs/tiny for the tiny preset)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
@@ -36,6 +36,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="continue the run in --out from its last.pt (or from CHECKPOINT)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="start from the trained weights of CHECKPOINT (e.g. RefCOCO image pretraining; "
+                             "same model but for model.num_frames); the optimizer and step start anew")
+    parser.add_argument("--mix", default=None, metavar="ROOT",
+                        help="joint training: mix the dataset at ROOT (format data.mix_format, default refcoco) "
+                             "into the training set, data.mix_fraction (default 0.5) of the items")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable: --set train.lr=3e-4 "
                              "--set model.spatiotemporal.attention=full")
@@ -66,6 +72,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.train.steps = args.steps
     if args.batch_size is not None:
         cfg.train.batch_size = args.batch_size
+    if args.init is not None:
+        cfg.train.init_from = args.init
+    if args.mix is not None:
+        cfg.data.mix_root = args.mix
     if args.pretrained is not None:
         cfg.model.backbone.pretrained = None if args.pretrained.lower() == "none" else args.pretrained
     return apply_overrides(cfg, args.overrides)

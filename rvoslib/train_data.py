@@ -25,6 +25,49 @@ def read_split(cfg: Config, split: str) -> list:
     return read_dataset_split(cfg.data.root, cfg.data.format, split)
 
 
+def train_records(cfg: Config) -> list:
+    """The training records: ``cfg.data``'s train split, plus the mix dataset for joint training.
+
+    With ``data.mix_root`` set, records of ``(mix_root, mix_format, mix_split)`` join the
+    training set so that about ``mix_fraction`` of the training items (expressions) come from
+    them: the mix records are shuffled by ``train.seed`` and taken in that order, cycling
+    when more are needed than there are. Images (RefCOCO) become static clips of repeated frames.
+    """
+    records = read_split(cfg, cfg.data.train_split)
+    d = cfg.data
+    if d.mix_root is None:
+        return records
+    if not 0 <= d.mix_fraction < 1:
+        raise ValueError(f"data.mix_fraction must be in [0, 1), got {d.mix_fraction}")
+    from rvoslib.evaluate import read_split as read_dataset_split
+
+    extra = read_dataset_split(d.mix_root, d.mix_format, d.mix_split)
+    mixed = mix_records(records, extra, d.mix_fraction, cfg.train.seed)
+    return records + mixed
+
+
+def mix_records(main: Sequence, extra: Sequence, fraction: float, seed: int) -> list:
+    """Records of ``extra`` holding about ``fraction`` of the items of ``main + result`` (see :func:`train_records`).
+
+    Returns:
+        the chosen ``extra`` records (a record may repeat when ``extra`` has too few items).
+    """
+    main_items = sum(len(r.expressions) for r in main)
+    target = round(fraction / (1 - fraction) * main_items)
+    usable = [r for r in extra if r.expressions]
+    if target == 0 or not usable:
+        return []
+    order = np.random.default_rng([seed, 7919]).permutation(len(usable))  # 7919: a stream of its own
+    chosen, items = [], 0
+    while items < target:
+        for index in order:
+            chosen.append(usable[int(index)])
+            items += len(usable[int(index)].expressions)
+            if items >= target:
+                break
+    return chosen
+
+
 def train_clip_frames(cfg: Config) -> int:
     """Frames per training item: T, or 2T (clips A and B) with two-clip history training."""
     return cfg.model.num_frames * (1 if cfg.train.history_training == "off" else 2)

@@ -32,6 +32,7 @@ from rvoslib.run_folder import (
     RunFolderLockedError,
     RunLog,
     check_resume_config,
+    config_differences,
     remove_stale_temporaries,
     resume_path_of,
     run_folder_lock,
@@ -39,7 +40,7 @@ from rvoslib.run_folder import (
 )
 from rvoslib.runtime import seed_everything
 from rvoslib.schedule import build_optimizer, build_scheduler, current_lrs
-from rvoslib.train_data import make_train_dataset, make_train_loader, read_split
+from rvoslib.train_data import make_train_dataset, make_train_loader, train_records
 from rvoslib.train_eval import evaluate_split, val_records_of
 from rvoslib.train_step import HISTORY_MODES, ClipRunner, NonFiniteLossError, Trainer, amp_dtype, find_unused_needed
 
@@ -75,6 +76,29 @@ def build_training(cfg: Config, ctx: DistContext) -> tuple[nn.Module, torch.opti
     scheduler = build_scheduler(optimizer, cfg.train)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype(cfg.train.amp, ctx.device) == torch.float16 else None
     return model, optimizer, scheduler, scaler
+
+
+# model config keys a run may change from the checkpoint it starts from (``train.init_from``)
+INIT_FREE_KEYS = ("model.num_frames", "model.backbone.pretrained", "model.backbone.cache_dir")
+
+
+def init_weights(model: nn.Module, cfg: Config) -> None:
+    """Load the trained weights of ``cfg.train.init_from`` into a fresh model (optimizer and step start anew).
+
+    The checkpoint's model config must equal ``cfg.model`` except for ``INIT_FREE_KEYS``
+    (image pretraining runs at T=1, video training at T=6).
+    """
+    path = Path(cfg.train.init_from)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: no checkpoint at {str(path)!r}")
+    state = load_checkpoint(path)
+    diffs = [d for d in config_differences(config_of(state), cfg)
+             if d.startswith("model.") and d.split(":")[0] not in INIT_FREE_KEYS]
+    if diffs:
+        raise ValueError(f"train.init_from {str(path)!r}: its model config differs beyond "
+                         f"{', '.join(INIT_FREE_KEYS)}: {'; '.join(diffs[:6])}")
+    load_model_weights(model, state, source=f"train.init_from checkpoint {str(path)!r}")
+    logger.info("initialised the trained weights from %s (step %s)", path, state.get("step"))
 
 
 def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
@@ -154,8 +178,9 @@ def _train(cfg: Config, ctx: DistContext, out_dir: Path, resume_path: Optional[P
     start = int(state["step"]) if state else 0
     end = cfg.train.steps if stop_after is None else max(start, min(cfg.train.steps, int(stop_after)))
 
-    train_records = read_split(cfg, cfg.data.train_split)
-    dataset = make_train_dataset(train_records, cfg)
+    if state is None and cfg.train.init_from:
+        init_weights(model, cfg)
+    dataset = make_train_dataset(train_records(cfg), cfg)
     loader = make_train_loader(dataset, cfg, start, end, ctx)
     val_records = val_records_of(cfg) if ctx.is_main and cfg.train.eval_every > 0 else None
 

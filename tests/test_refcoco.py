@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
-from PIL import Image
 
 from rvoslib.data import RVOSDataset, read_dataset
 from rvoslib.data.records import DatasetFormatError
 from rvoslib.data.refcoco import read_refcoco
 from rvoslib.safe_pickle import UnsafePickleError, load_plain_pickle, loads_plain_pickle
+
+from layouts import write_refcoco
 
 # ----------------------------------------------------------------------------- the safe unpickler
 
@@ -73,49 +74,7 @@ def test_python2_byte_strings_are_read_as_text():
     assert loads_plain_pickle(data) == {"sent": "café"}
 
 
-# ----------------------------------------------------------------------------- a RefCOCO fixture in the published layout
-
-
-def write_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc") -> dict:
-    """Two 24 x 32 COCO images, three objects (two polygons and one RLE), refs in two splits."""
-    from pycocotools import mask as mask_utils
-
-    images_dir = root / "train2014"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    images = []
-    for image_id in (9, 581857):
-        name = f"COCO_train2014_{image_id:012d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(images_dir / name)
-        images.append({"id": image_id, "file_name": name, "height": 24, "width": 32})
-    crowd = np.zeros((24, 32), dtype=np.uint8, order="F")
-    crowd[2:6, 20:30] = 1
-    rle = mask_utils.encode(crowd)
-    annotations = [
-        {"id": 101, "image_id": 9, "category_id": 1, "iscrowd": 0, "bbox": [4, 4, 8, 8],
-         "segmentation": [[4, 4, 12, 4, 12, 12, 4, 12]]},  # a square
-        {"id": 102, "image_id": 9, "category_id": 2, "iscrowd": 1, "bbox": [20, 2, 10, 4],
-         "segmentation": {"size": [24, 32], "counts": rle["counts"].decode("ascii")}},
-        {"id": 201, "image_id": 581857, "category_id": 1, "iscrowd": 0, "bbox": [0, 10, 16, 14],
-         "segmentation": [[0, 10, 16, 10, 16, 24, 0, 24]]},
-    ]
-    folder = root / dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "instances.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}))
-
-    def ref(ref_id, ann_id, image_id, split, sentences):
-        return {"ref_id": ref_id, "ann_id": ann_id, "image_id": image_id, "split": split, "category_id": 1,
-                "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
-                "sent_ids": [s[0] for s in sentences],
-                "sentences": [{"sent_id": i, "sent": s, "raw": s.upper(), "tokens": s.split()} for i, s in sentences]}
-
-    refs = [ref(0, 101, 9, "train", [(0, "the left square"), (1, "square on the left")]),
-            ref(1, 102, 9, "train", [(2, "top right thing")]),
-            ref(2, 201, 581857, "val", [(3, "bottom block")])]
-    with open(folder / f"refs({split_by}).p", "wb") as handle:
-        pickle.dump(refs, handle, protocol=2)  # the published files are protocol-2 pickles
-    return {"crowd": crowd.astype(bool)}
+# ----------------------------------------------------------------------------- RefCOCO
 
 
 def test_refcoco_reader_gives_one_frame_records_with_the_referred_masks(tmp_path):
@@ -170,3 +129,49 @@ def test_refcoco_errors_name_the_file(tmp_path):
     (tmp_path / "train2014" / "COCO_train2014_000000000009.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="COCO_train2014_000000000009.jpg"):
         read_refcoco(tmp_path, "refcoco", "train")
+
+
+# ----------------------------------------------------------------------------- pretraining and joint training
+
+
+def test_mix_records_hold_the_asked_share_of_items(tmp_path):
+    from rvoslib.data.records import Expression, VideoRecord
+    from rvoslib.train_data import mix_records
+
+    def records(prefix, n, per):
+        return [VideoRecord(f"{prefix}{i}", ["0"], expressions=[Expression(str(k), "x", [1]) for k in range(per)])
+                for i in range(n)]
+
+    main, images = records("v", 6, 2), records("img", 5, 1)  # 12 video items, 5 image items
+    half = mix_records(main, images, 0.5, seed=0)
+    assert sum(len(r.expressions) for r in half) == 12  # cycles through the 5 images: 12 of 24 items
+    quarter = mix_records(main, images, 0.25, seed=0)
+    assert sum(len(r.expressions) for r in quarter) == 4 and len({r.video_id for r in quarter}) == 4
+    assert [r.video_id for r in quarter] != [r.video_id for r in mix_records(main, images, 0.25, seed=1)]
+    assert mix_records(main, images, 0.0, seed=0) == []
+
+
+def test_init_from_refuses_a_checkpoint_of_another_model(tmp_path):
+    from rvoslib.checkpoint import save_checkpoint
+    from rvoslib.config import get_preset
+    from rvoslib.model import build_model
+    from rvoslib.train_loop import init_weights
+
+    cfg = get_preset("tiny")
+    cfg.model.num_frames = 1
+    model = build_model(cfg.model)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).add_(1.0)
+    save_checkpoint(tmp_path / "pre.pt", model, cfg, 3)
+    video = get_preset("tiny")  # T=4: a different num_frames is allowed
+    video.train.init_from = str(tmp_path / "pre.pt")
+    fresh = build_model(video.model)
+    init_weights(fresh, video)
+    assert all(torch.equal(a, b) for a, b in zip(model.trainable_state_dict().values(),
+                                                 fresh.trainable_state_dict().values()))
+    video.model.dim = 32
+    with pytest.raises(ValueError, match="model.dim"):
+        init_weights(build_model(video.model), video)
+    video.train.init_from = str(tmp_path / "none.pt")
+    with pytest.raises(FileNotFoundError, match="train.init_from"):
+        init_weights(fresh, video)

@@ -1,4 +1,4 @@
-"""Datasets: one in-memory form (records.py), readers (formats.py), synthetic shapes
+"""Datasets: one in-memory form (records.py), readers (formats.py; refcoco.py, jhmdb.py), synthetic shapes
 (synthetic.py), clip transforms (transforms.py), the torch Dataset and collate (dataset.py).
 
 Importing this package imports numpy, torch and PIL only; open_clip (for CLIP's mean/std)
@@ -8,11 +8,13 @@ and pycocotools (for MeViS RLE masks) are imported on first use.
 from rvoslib.data.dataset import RVOSDataset, collate_clips, eval_windows, sample_train_indices
 from rvoslib.data.formats import (
     READERS,
+    read_jhmdb_sentences,
     read_a2d_sentences,
     read_dataset,
     read_mevis,
     read_ref_davis17,
     read_ref_youtube_vos,
+    read_refcoco,
 )
 from rvoslib.data.records import DatasetFormatError, Expression, MasksUnavailableError, VideoRecord
 from rvoslib.data.synthetic import make_caption_pairs, write_synthetic_dataset
@@ -28,10 +30,12 @@ __all__ = [
     "eval_windows",
     "make_caption_pairs",
     "read_a2d_sentences",
+    "read_jhmdb_sentences",
     "read_dataset",
     "read_mevis",
     "read_ref_davis17",
     "read_ref_youtube_vos",
+    "read_refcoco",
     "sample_train_indices",
     "write_synthetic_dataset",
 ]

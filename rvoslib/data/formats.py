@@ -33,6 +33,8 @@ A2D-Sentences (``read_a2d_sentences``), sparse annotations::
     text_annotations/a2d_annotation_with_instances/<vid>/<frame>.h5   (published; needs h5py)
                                                                or <frame>.png (value = instance_id + 1)
 
+JHMDB-Sentences (``read_jhmdb_sentences``, in ``jhmdb.py``): Rename_Images, puppet_mask .mat files.
+
 RefCOCO / RefCOCO+ / RefCOCOg (``read_refcoco``, in ``refcoco.py``): COCO images as one-frame videos.
 
 Object ids are the palette values of the masks; for A2D, obj_id = instance_id + 1 so that
@@ -62,6 +64,7 @@ from rvoslib.data.records import (
     VideoRecord,
     check_path_component,
 )
+from rvoslib.data.jhmdb import read_jhmdb_sentences
 from rvoslib.data.refcoco import read_refcoco, read_refcoco_plus, read_refcocog
 from rvoslib.io import IMAGE_EXTENSIONS, image_size
 
@@ -756,6 +759,7 @@ READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "mevis": read_mevis,
     "ref-davis17": read_ref_davis17,
     "a2d-sentences": read_a2d_sentences,
+    "jhmdb-sentences": read_jhmdb_sentences,
     "refcoco": read_refcoco,
     "refcoco+": read_refcoco_plus,
     "refcocog": read_refcocog,
@@ -767,6 +771,7 @@ FORMAT_ALIASES = {  # every accepted name -> its reader in READERS
     "mevis": "mevis",
     "davis": "ref-davis17", "ref-davis17": "ref-davis17", "refdavis": "ref-davis17",
     "a2d": "a2d-sentences", "a2d-sentences": "a2d-sentences",
+    "jhmdb": "jhmdb-sentences", "jhmdb-sentences": "jhmdb-sentences",
     "refcoco": "refcoco", "refcoco+": "refcoco+", "refcocog": "refcocog",
 }
 
