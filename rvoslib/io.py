@@ -3,7 +3,9 @@
 Videos are read either from a *frames folder* (``.jpg``/``.jpeg``/``.png`` files,
 sorted by name; the form every RVOS dataset ships) or from a *video file*
 (``.mp4``, ``.avi``, ...) through decord, falling back to imageio (imageio-ffmpeg)
-where decord is missing or fails on the file.
+where decord is missing or fails on the file (:mod:`rvoslib.video_decode`): whole
+(:func:`read_video`), streamed a few frames at a time (:func:`iter_video`), or only the
+frames asked for (:func:`read_video_frames`, what training clips use).
 
 Masks are palette PNGs as in DAVIS / YouTube-VOS: the pixel value is the object
 id, 0 is background and 255 is "void" (pixels ignored by evaluation).
@@ -21,7 +23,6 @@ leaves a half-written file in place of an existing one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -30,6 +31,13 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rvoslib.video_decode import (  # noqa: F401 - read_video_frames is part of this module's API
+    check_sampling,
+    iter_video_file,
+    read_video_file,
+    read_video_frames,
+    selected_indices,
+)
 from rvoslib.writers import (  # noqa: F401 - atomic_path is re-exported: callers import it from here
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -154,19 +162,6 @@ def _hw(array: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- videos
 
 
-def _selected_indices(num_frames: int, stride: int, max_frames: int | None) -> list[int]:
-    """Frame indices 0, stride, 2*stride, ... truncated to max_frames."""
-    indices = list(range(0, num_frames, stride))
-    return indices if max_frames is None else indices[:max_frames]
-
-
-def _check_sampling(stride: int, max_frames: int | None) -> None:
-    if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ValueError(f"max_frames must be None or an integer >= 1, got {max_frames!r}")
-
-
 def read_video(
     path: str | os.PathLike, stride: int = 1, max_frames: int | None = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -183,128 +178,15 @@ def read_video(
         FileNotFoundError (path missing), ValueError (empty folder, corrupt frame or
         video, frames of mixed sizes), each naming the offending file.
     """
-    _check_sampling(stride, max_frames)
+    check_sampling(stride, max_frames)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"video path does not exist: {path}")
     if path.is_dir():
         paths = list_frames(path)
-        chosen = [paths[i] for i in _selected_indices(len(paths), stride, max_frames)]
+        chosen = [paths[i] for i in selected_indices(len(paths), stride, max_frames)]
         return read_frames(chosen), [p.stem for p in chosen]
-    return _read_video_file(path, stride, max_frames)
-
-
-def _read_video_file(path: Path, stride: int, max_frames: int | None) -> tuple[np.ndarray, list[str]]:
-    """Decode a video file with decord, falling back to imageio-ffmpeg."""
-    errors = []
-    for reader in (_read_with_decord, _read_with_imageio):
-        try:
-            frames, indices = reader(path, stride, max_frames)
-        except Exception as error:  # noqa: BLE001 - every backend failure is reported below
-            errors.append(f"{reader.__name__.removeprefix('_read_with_')}: {error}")
-            logger.debug("reading %s with %s failed: %s", path, reader.__name__, error)
-            continue
-        if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[-1] != 3:
-            errors.append(f"{reader.__name__.removeprefix('_read_with_')}: decoded shape {frames.shape}")
-            continue
-        return np.ascontiguousarray(frames, dtype=np.uint8), [f"{i:05d}" for i in indices]
-    raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): " + "; ".join(errors))
-
-
-def _read_with_decord(path: Path, stride: int, max_frames: int | None) -> tuple[np.ndarray, list[int]]:
-    """(T, H, W, 3) uint8 and the frame indices, via decord (imported here, after torch)."""
-    import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
-
-    import decord
-
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-    indices = _selected_indices(len(reader), stride, max_frames)
-    if not indices:
-        raise ValueError("the video has no frames")
-    return reader.get_batch(indices).asnumpy(), indices
-
-
-def _read_with_imageio(path: Path, stride: int, max_frames: int | None) -> tuple[np.ndarray, list[int]]:
-    """(T, H, W, 3) uint8 and the frame indices, via imageio (ffmpeg, or pillow for GIF)."""
-    import imageio.v2 as imageio
-
-    frames, indices = [], []
-    with contextlib.closing(imageio.get_reader(str(path))) as reader:
-        for index, frame in enumerate(reader):
-            if index % stride:
-                continue
-            frames.append(_frame_to_rgb(np.asarray(frame)))
-            indices.append(index)
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    if not frames:
-        raise ValueError("the video has no frames")
-    return np.stack(frames), indices
-
-
-def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
-    """Frames at ``indices`` of a video file, decoding only what they need.
-
-    decord seeks to each wanted frame (from its preceding key frame); the imageio fallback
-    decodes from the start and stops after the last wanted frame. Either way the result equals
-    ``read_video(path)[0][indices]`` without decoding the whole file.
-
-    Returns:
-        (n, H, W, 3) uint8, in the order of ``indices`` (repeats allowed).
-    Raises:
-        ValueError naming the file when it cannot be decoded or has fewer frames than asked for.
-    """
-    path = Path(path)
-    wanted = sorted({int(i) for i in indices})
-    if not wanted:
-        raise ValueError(f"no frame indices asked for from {path}")
-    if wanted[0] < 0:
-        raise IndexError(f"negative frame index {wanted[0]} for video file {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"video file does not exist: {path}")
-    errors = []
-    for reader in (_pick_with_decord, _pick_with_imageio):
-        try:
-            frames = reader(path, wanted)
-        except _TooShort as error:
-            raise ValueError(f"video file {path} has {error.args[0]} frames; frame {wanted[-1]} was asked for") from None
-        except Exception as error:  # noqa: BLE001 - every backend failure is reported below
-            errors.append(f"{reader.__name__.removeprefix('_pick_with_')}: {error}")
-            continue
-        position = {index: n for n, index in enumerate(wanted)}
-        return np.ascontiguousarray(frames[[position[int(i)] for i in indices]])
-    raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): " + "; ".join(errors))
-
-
-class _TooShort(Exception):
-    """The video has fewer frames than an index asked for (args[0]: its frame count)."""
-
-
-def _pick_with_decord(path: Path, wanted: list[int]) -> np.ndarray:
-    import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
-
-    import decord
-
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-    if wanted[-1] >= len(reader):
-        raise _TooShort(len(reader))
-    return np.stack([_frame_to_rgb(f) for f in reader.get_batch(wanted).asnumpy()])
-
-
-def _pick_with_imageio(path: Path, wanted: list[int]) -> np.ndarray:
-    import imageio.v2 as imageio
-
-    keep, frames, count = set(wanted), [], 0
-    with contextlib.closing(imageio.get_reader(str(path))) as reader:
-        for index, frame in enumerate(reader):
-            count = index + 1
-            if index in keep:
-                frames.append(_frame_to_rgb(np.asarray(frame)))
-            if index >= wanted[-1]:
-                break  # stop early: nothing later is wanted
-    if len(frames) < len(wanted):
-        raise _TooShort(count)
-    return np.stack(frames)
+    return read_video_file(path, stride, max_frames)
 
 
 def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None,
@@ -315,14 +197,14 @@ def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None 
     time, so memory does not grow with the video's length. A frame of another size than the
     first is an error naming it.
     """
-    _check_sampling(stride, max_frames)
+    check_sampling(stride, max_frames)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"video path does not exist: {path}")
     if path.is_dir():
         paths = list_frames(path)
         first = None
-        for i in _selected_indices(len(paths), stride, max_frames):
+        for i in selected_indices(len(paths), stride, max_frames):
             frame = read_image(paths[i])
             first = frame.shape if first is None else first
             if frame.shape != first:
@@ -330,52 +212,7 @@ def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None 
                                  f"frame is {first[0]} x {first[1]}")
             yield paths[i].stem, frame
         return
-    yield from _iter_video_file(path, stride, max_frames, chunk)
-
-
-def _iter_video_file(path: Path, stride: int, max_frames: int | None, chunk: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Decode a video file chunk by chunk with decord (imageio-ffmpeg when decord cannot open it)."""
-    try:
-        import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
-
-        import decord
-
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-        indices = _selected_indices(len(reader), stride, max_frames)
-    except Exception as error:  # noqa: BLE001 - decord missing or unable to open the file
-        logger.debug("decord cannot open %s (%s); streaming with imageio", path, error)
-        yield from _iter_with_imageio(path, stride, max_frames)
-        return
-    if not indices:
-        raise ValueError(f"cannot decode video file {path}: the video has no frames")
-    for start in range(0, len(indices), chunk):
-        part = indices[start:start + chunk]
-        try:
-            frames = reader.get_batch(part).asnumpy()
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"cannot decode video file {path} at frame {part[0]} (corrupt?): {error}") from error
-        for index, frame in zip(part, frames):
-            yield f"{index:05d}", _frame_to_rgb(frame)
-
-
-def _iter_with_imageio(path: Path, stride: int, max_frames: int | None) -> Iterator[tuple[str, np.ndarray]]:
-    import imageio.v2 as imageio
-
-    count = 0
-    try:
-        reader = imageio.get_reader(str(path))
-    except Exception as error:  # noqa: BLE001
-        raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): {error}") from error
-    with contextlib.closing(reader):
-        for index, frame in enumerate(reader):
-            if index % stride:
-                continue
-            yield f"{index:05d}", _frame_to_rgb(np.asarray(frame))
-            count += 1
-            if max_frames is not None and count >= max_frames:
-                return
-    if count == 0:
-        raise ValueError(f"cannot decode video file {path}: the video has no frames")
+    yield from iter_video_file(path, stride, max_frames, chunk)
 
 
 def count_video_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None) -> int | None:
@@ -393,16 +230,7 @@ def count_video_frames(path: str | os.PathLike, stride: int = 1, max_frames: int
             total = len(decord.VideoReader(str(path), ctx=decord.cpu(0)))
     except Exception:  # noqa: BLE001 - a count is a nicety; the stream reports real errors
         return None
-    return len(_selected_indices(total, stride, max_frames))
-
-
-def _frame_to_rgb(frame: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8."""
-    if frame.ndim == 2:
-        frame = frame[..., None]
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return frame[..., :3].astype(np.uint8)
+    return len(selected_indices(total, stride, max_frames))
 
 
 # ----------------------------------------------------------------------------- masks

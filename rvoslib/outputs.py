@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from rvoslib.io import DAVIS_PALETTE
+from rvoslib.inference_inputs import frames_from_array
+from rvoslib.io import DAVIS_PALETTE, iter_video
 from rvoslib.panels import DEFAULT_PANEL_SIZE
 from rvoslib.writers import (check_replaceable_folder, new_temp_folder, open_frame_writer, swap_folder,
                              write_failed)
@@ -248,9 +249,6 @@ def close_all(sinks: Sequence[Sink]) -> list[Path]:
 def _frame_chunks(result: SegmentationResult, frames: Any) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, frames (n, H, W, 3) uint8)`` covering the result's frames, ``CHUNK`` at a time:
     from the given array, or re-read from ``frames`` / ``result.source`` (a path) as a stream."""
-    from rvoslib.inference import frames_from_array  # lazy: inference imports this module
-    from rvoslib.io import iter_video
-
     expected = (result.num_frames, *result.frame_size)
     if frames is None:
         if result.source is None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import rvoslib.io as rio
+from rvoslib import video_decode
 from rvoslib.io import DAVIS_PALETTE, read_mask, read_video, write_mask, write_video
 
 BLACKSWAN = "davis/blackswan"
@@ -42,7 +42,7 @@ def test_mp4_falls_back_to_imageio(samples, monkeypatch):
     def broken(*args):
         raise RuntimeError("decord unavailable")
 
-    monkeypatch.setattr(rio, "_read_with_decord", broken)
+    monkeypatch.setattr(video_decode, "_read_with_decord", broken)
     video, names = read_video(samples / "blackswan.mp4", stride=4)
     assert video.shape == (3, 480, 854, 3) and names == ["00000", "00004", "00008"]
 
@@ -163,7 +163,7 @@ def test_read_video_frames_equals_a_full_decode(samples, monkeypatch):
     with pytest.raises(ValueError, match=rf"blackswan\.mp4 has {len(full)} frames"):
         read_video_frames(path, [len(full)])
     # the imageio fallback gives the same frames
-    monkeypatch.setattr(rio, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
+    monkeypatch.setattr(video_decode, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
     assert np.array_equal(read_video_frames(path, indices), full[indices])
 
 
@@ -188,7 +188,7 @@ def test_read_video_frames_stops_after_the_last_wanted_frame(samples, monkeypatc
             self.reader.close()
 
     monkeypatch.setattr(imageio, "get_reader", Counting)
-    monkeypatch.setattr(rio, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
+    monkeypatch.setattr(video_decode, "_pick_with_decord", lambda path, wanted: (_ for _ in ()).throw(RuntimeError("no")))
     frames = read_video_frames(samples / "blackswan.mp4", [1, 4])
     assert frames.shape[0] == 2 and len(decoded) == 5  # frames 0..4 decoded, not the whole file
     assert len(read_video(samples / "blackswan.mp4")[0]) > 5
