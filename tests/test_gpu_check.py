@@ -1,0 +1,62 @@
+"""``python -m benchmarks.gpu_check`` at the tiny size: every part runs or says why it is skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import gpu_check
+
+
+def test_gpu_check_tiny_reports_every_part(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = gpu_check.main(["--tiny", "--steps", "1", "--video-frames", "8", "--no-ddp", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    parts = {p["part"]: p for p in report["parts"]}
+    assert report["config"]["model"] == "rvos-tiny2" and report["config"]["weights"] == "random"
+    for checkpointing in ("", " + activation checkpointing"):
+        fp32 = parts[f"train fp32{checkpointing}"]
+        assert fp32["status"] == "ok" and fp32["steps_per_s"] > 0
+        for precision in ("bf16", "fp16"):
+            part = parts[f"train {precision}{checkpointing}"]
+            if torch.cuda.is_available():
+                assert part["status"] in ("ok", "skipped")
+            else:
+                assert part["status"] == "skipped" and part["why"] == "needs CUDA"
+    assert parts["loss agreement fp32 + ckpt vs fp32 (rtol 0.0001)"]["status"] == "ok"
+    assert parts["segment_video"]["status"] == "ok" and parts["segment_video"]["frames"] == 8
+    assert "| segment_video | ok |" in capsys.readouterr().out
+
+
+def test_loss_agreement_fails_beyond_its_tolerance():
+    losses = {"fp32": 2.0, "bf16": 2.05, "fp16": 2.3}
+    assert gpu_check.loss_agreement(losses, "bf16", 0.05)["relative"] == pytest.approx(0.025)
+    with pytest.raises(AssertionError, match="fp16 loss 2.30000 vs fp32 2.00000"):
+        gpu_check.loss_agreement(losses, "fp16", 0.05)
+
+
+def test_a_failing_part_is_reported_and_the_check_goes_on():
+    results: list = []
+
+    def broken():
+        raise RuntimeError("CUDA out of memory")
+
+    assert gpu_check.attempt("train fp32", results, broken) is None
+    assert gpu_check.attempt("segment_video", results, lambda: {"frames": 1}) == {"frames": 1}
+    assert gpu_check.attempt("ddp", results, broken, skip="needs CUDA") is None
+    assert [(r["part"], r["status"]) for r in results] == [
+        ("train fp32", "FAILED"), ("segment_video", "ok"), ("ddp", "skipped")]
+    assert "CUDA out of memory" in results[0]["why"]
+
+
+@pytest.mark.slow
+def test_gpu_check_ddp_part_on_cpu(tmp_path):
+    cfg = gpu_check.check_config("clip-b16", tiny=True, size=None, frames=2, pretrained="none")
+    gpu_check.synthetic_batch(cfg, tmp_path / "data")
+    result = gpu_check.ddp_case(cfg, tmp_path / "data", tmp_path / "ddp", steps=2)
+    if torch.cuda.device_count() < 2:
+        assert result["backend"] == "gloo" and result["processes"] == 2
+    assert result["steps"] == 2
