@@ -47,7 +47,14 @@
 # weights and a GPU, and could not be run where this notebook was written (no GPU, no weights
 # offline). Fast mode is what `pytest --nbval` runs.
 #
-# **Time:** about 15 s in fast mode on a laptop CPU; a few seconds on a GPU in full mode.
+# **Time:** about 35 s in fast mode on 2 CPU cores (measured with `pytest --nbval` while other
+# programs shared the cores); a few seconds on a GPU in full mode.
+#
+# **What a model computes.** Given frames $X \in \mathbb{R}^{T \times 3 \times H \times W}$ and $K$ sentences, the model
+# returns one logit map per sentence and frame, $Z \in \mathbb{R}^{K \times T \times H \times W}$, and the masks are
+# $M = [\sigma(Z) > 0.5] \in \{0, 1\}^{K \times T \times H \times W}$. The score of a sentence is $\mathcal{J}\&\mathcal{F}$, the mean
+# of the region similarity $\mathcal{J}$ (IoU) and the boundary accuracy $\mathcal{F}$ over its frames; notebook 01
+# writes both out.
 
 # %%
 from rvoslib.runtime import setup
@@ -66,6 +73,7 @@ from pathlib import Path
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data_samples").is_dir())
 print(f"mode={rt.mode}  device={rt.device}  repository={ROOT}")
 
+import json
 import os
 import tempfile
 
@@ -171,10 +179,35 @@ rows.append(f"| | **mean** | | | **{np.mean(synthetic_jf):.3f}** |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
-# Expect imperfect masks: the tiny model gets most appearance sentences right but often confuses
-# look-alike objects, which motion and relation sentences are made of; notebook 08 takes its
-# failures apart.
-#
+# Is that good? A **baseline** on the same clip: a perfect segmenter that ignores the sentence and
+# returns another object of the video (one that the sentence does *not* mean), averaged over those
+# objects. The model's masks should match their own sentence's object far better than a wrong one.
+
+# %%
+object_ids = [int(o) for o in record.extra["objects"]]
+wrong_jf = []
+for e, gt in zip(expressions, gts):
+    others = [o for o in object_ids if o not in e.obj_ids]
+    scores_ = [metrics.evaluate_object(record.load_masks(range(record.num_frames), [o]) == 1, gt) for o in others]
+    wrong_jf.append(np.mean([(j.mean() + f.mean()) / 2 for j, f in scores_]))
+print(f"model J&F {np.mean(synthetic_jf):.3f}   baseline (a wrong object, perfectly segmented) {np.mean(wrong_jf):.3f}")
+
+# %% [markdown]
+# Expect imperfect masks. This clip, the first with all three kinds of sentence, is one of the
+# hardest of the bundled set: over all 29 sentences of the 8 validation videos the model scores
+# J&F about 0.61 (notebook 08), and on 60 fresh videos its sidecar records the number printed
+# below. The tiny model gets most appearance sentences right but often confuses look-alike objects,
+# which motion and relation sentences are made of; notebook 08 takes its failures apart.
+
+# %%
+sidecar = CHECKPOINT.with_suffix(".json")  # written next to a shipped checkpoint (benchmarks/ship_tiny_rvos.py)
+if sidecar.is_file():
+    fresh = json.loads(sidecar.read_text())["fresh_splits"]
+    print(f"recorded J&F on {fresh['counts']['standard']['videos']} fresh videos: "
+          f"{fresh['scores']['standard']['J&F']:.3f} (appearance {fresh['scores']['standard']['J&F/appearance']:.3f}, "
+          f"motion {fresh['scores']['standard']['J&F/motion']:.3f}, relation {fresh['scores']['standard']['J&F/relation']:.3f})")
+
+# %% [markdown]
 # `write_overlay` writes the overlay as a video file, `.mp4` (H.264) or `.gif`, chosen by the
 # extension. Sentence k gets DAVIS palette colour k + 1: here dark red for the first sentence, dark
 # green for the second, olive for the third (on these colourful shapes, the static grid above is
@@ -232,6 +265,29 @@ fig = viz.show_frames(swan_overlay[shown], titles=[f"t={t}: prediction red, trut
 fig
 
 # %% [markdown]
+# ## Summary
+#
+# * `model_from_checkpoint` rebuilds a model from its config and trainable weights, loading the frozen
+#   CLIP from `pretrained`.
+# * `segment_video` takes a folder, a file or an array and several sentences, and returns boolean
+#   masks of shape (K sentences, T frames, H, W) at the video's own size; `write_overlay` writes an
+#   mp4 or a GIF.
+# * On the synthetic clip the tiny model's masks match their sentence's object far better than a
+#   wrong object would; on the real swan they are not meaningful, because the tiny model has never
+#   seen anything but coloured shapes.
+#
+# ## Exercises
+#
+# 1. **Predict, then run.** Segment `video_folder` with a sentence that names a colour no object has,
+#    e.g. `"the purple square"`: will the mask be empty, or cover some object? Check with
+#    `segment_video(video_folder, ["the purple square"], model, device=rt.device).coverage()`.
+# 2. **Change one setting.** Segment the clip again with `threshold=0.3` and then `0.7`
+#    (`segment_video(..., threshold=...)`): predict which gives the larger masks, then compare
+#    `result.coverage()`.
+# 3. **Re-derive.** Recompute J of the first sentence on frame 0 by hand, as
+#    `(m & g).sum() / (m | g).sum()` with `m = result.masks[0, 0]` and `g = gts[0][0]`, and compare it
+#    with `metrics.jaccard(m, g)`.
+#
 # ## Where next
 #
 # * **01** data, video I/O and metrics; **02** what a vision-language-pretrained CLIP brings;
@@ -250,7 +306,8 @@ assert swan.masks.shape == (1, davis.num_frames, *davis.frame_size()) == (1, 12,
 assert result.masks.dtype == swan.masks.dtype == np.bool_
 assert gif.stat().st_size > 0 and swan_mp4.stat().st_size > 0
 if rt.fast:
-    # the tiny model was trained on these shapes: it finds the referred objects far better than nothing
-    assert np.mean(synthetic_jf) > 0.2, synthetic_jf
+    # the tiny model was trained on these shapes: its masks match their own sentence's object far better
+    # than a perfectly segmented wrong object of the same clip would
+    assert np.mean(synthetic_jf) > np.mean(wrong_jf) + 0.1, (synthetic_jf, wrong_jf)
 WORK.cleanup()  # the overlays were written to a temporary folder; notebook 10 keeps its outputs in runs/
 print("all checks passed")

@@ -42,7 +42,8 @@
 # **Needs:** CPU only; the data shipped in `data_samples/` (three real DAVIS-2017 clips, licence
 # CC BY-NC 4.0, non-commercial; a synthetic shapes set; `blackswan.mp4`). No model weights.
 #
-# **Time:** about 15 s in fast mode on a laptop CPU. Full mode (`RVOSLIB_MODE=full`) runs the same
+# **Time:** about 35 s in fast mode on 2 CPU cores (measured with `pytest --nbval` while other
+# programs shared the cores). Full mode (`RVOSLIB_MODE=full`) runs the same
 # cells; only the input size S and clip length T of the transforms change (352 and 6, the
 # paper's values, instead of 64 and 4), so it takes about as long.
 
@@ -64,6 +65,7 @@ ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data_samples")
 print(f"mode={rt.mode}  device={rt.device}  repository={ROOT}")
 
 import json
+import math
 import textwrap
 from collections import Counter
 
@@ -329,13 +331,27 @@ plt.show()
 # %% [markdown]
 # ## 5. Scoring: J and F, the DAVIS way
 #
-# For a predicted mask P and the ground truth G of one frame:
+# The paper, like every RVOS paper, reports the DAVIS measures: region similarity $\mathcal{J}$, contour
+# accuracy $\mathcal{F}$ and their mean $\mathcal{J}\&\mathcal{F}$. For a predicted mask $P$ and the ground truth $G$ of
+# one frame, $P, G \in \{0, 1\}^{H \times W}$:
 #
-# * **J** (region similarity) = |P ∩ G| / |P ∪ G|, the IoU; 1 when both are empty.
-# * **F** (boundary measure): take each mask's one-pixel boundary (DAVIS `seg2bmap`: a pixel
-#   whose right, lower or lower-right neighbour differs), dilate each boundary by a disk of radius
-#   r = ceil(0.008 x image diagonal) (**8 px** at 854 x 480), then precision = fraction of P's
-#   boundary inside G's band, recall = fraction of G's boundary inside P's band, F = 2PR / (P + R).
+# $$
+# \mathcal{J}(P, G) = \frac{|P \cap G|}{|P \cup G|} \qquad (1 \text{ when both are empty})
+# $$
+#
+# For $\mathcal{F}$, take each mask's one-pixel boundary $\partial P, \partial G \in \{0, 1\}^{H \times W}$ (DAVIS `seg2bmap`: a
+# pixel whose right, lower or lower-right neighbour differs) and a disk $D_r$ of radius
+# $r = \lceil 0.008 \sqrt{H^2 + W^2}\, \rceil$ (**8 px** at 854 x 480); $\oplus$ is dilation:
+#
+# $$
+# \text{precision} = \frac{|\partial P \cap (\partial G \oplus D_r)|}{|\partial P|}, \qquad
+# \text{recall} = \frac{|\partial G \cap (\partial P \oplus D_r)|}{|\partial G|}, \qquad
+# \mathcal{F}(P, G) = \frac{2 \cdot \text{precision} \cdot \text{recall}}{\text{precision} + \text{recall}}
+# $$
+#
+# (both boundaries empty: 1; exactly one empty: 0). Over the $T$ frames of one object,
+# $\bar{\mathcal{J}} = \frac{1}{T} \sum_t \mathcal{J}(P_t, G_t)$, the same for $\bar{\mathcal{F}}$, and a dataset's
+# $\mathcal{J}\&\mathcal{F} = \tfrac{1}{2}(\operatorname{mean}_n \bar{\mathcal{J}}_n + \operatorname{mean}_n \bar{\mathcal{F}}_n)$ over its objects $n$.
 #
 # The tolerance makes F forgive small boundary errors completely; J forgives nothing. Let's see it
 # on the real swan mask, shifted right by an increasing number of pixels.
@@ -346,6 +362,24 @@ gt = swan.load_mask(0, [1]) == 1  # (480, 854) bool
 frame0 = swan.load_frames([0])[0]
 radius = metrics.boundary_radius(gt.shape)
 print(f"mask {gt.shape}, diagonal {np.hypot(*gt.shape):.1f} px -> tolerance radius {radius} px")
+
+
+def my_jaccard(p, g):
+    union = (p | g).sum()
+    return (p & g).sum() / union if union else 1.0
+
+
+def my_boundary_f(p, g):
+    # the equations above, from the library's boundary map (seg2bmap) and disk dilation
+    r = math.ceil(0.008 * math.hypot(*g.shape))
+    bp, bg = metrics.seg2bmap(p), metrics.seg2bmap(g)
+    if not bp.any() and not bg.any():
+        return 1.0
+    if not bp.any() or not bg.any():
+        return 0.0
+    precision = (bp & metrics.binary_dilate_disk(bg, r)).sum() / bp.sum()
+    recall = (bg & metrics.binary_dilate_disk(bp, r)).sum() / bg.sum()
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
 def shift_mask(mask, dx, dy=0):
@@ -370,6 +404,15 @@ for i in range(max(len(shifts), len(erosions))):
     left = f"{shifts[i]:10d}  {shift_scores[i][0]:.3f}  {shift_scores[i][1]:.3f}" if i < len(shifts) else " " * 28
     right = f"{erosions[i]:17d}  {erosion_scores[i][0]:.3f}  {erosion_scores[i][1]:.3f}" if i < len(erosions) else ""
     print(left + right)
+
+# %% [markdown]
+# The same table by hand, from the equations (`my_jaccard`, `my_boundary_f` above):
+
+# %%
+by_hand = [(my_jaccard(shift_mask(gt, s), gt), my_boundary_f(shift_mask(gt, s), gt)) for s in shifts]
+print("shift (px)   J by hand  J library   F by hand  F library")
+for s, (jh, fh), (jl, fl) in zip(shifts, by_hand, shift_scores):
+    print(f"{s:10d}   {jh:9.4f}  {jl:9.4f}   {fh:9.4f}  {fl:9.4f}")
 
 # %% [markdown]
 # Up to the 8 px radius, **F stays exactly 1**: every shifted boundary pixel is still inside the
@@ -430,6 +473,39 @@ print("F    :", " ".join(f"{v:5.3f}" for v in f_seq))
 for name, st in (("J", j_stats), ("F", f_stats)):
     print(f"{name}: mean {st.mean:.3f}  recall {st.recall:.3f}  decay {st.decay:.3f}")
 print(f"J&F = {(j_stats.mean + f_stats.mean) / 2:.3f}")
+my_recall = float((j_seq > 0.5).mean())  # fraction of frames with J > 0.5
+print(f"J recall by hand {my_recall:.3f}")
+
+# %% [markdown]
+# ## Summary
+#
+# * A video is a stack of frames, from a folder or a file; H.264 changes the pixels a little
+#   (PSNR above 30 dB here), never the frame count or size.
+# * Ref-YouTube-VOS and Ref-DAVIS17 layouts become the same `VideoRecord` + `Expression`; the synthetic
+#   shapes sets use the first and contain motion-only sentences whose referent no single frame can
+#   identify.
+# * A horizontal flip must also swap "left" and "right" in the sentence.
+# * $\mathcal{J}$ is the IoU; $\mathcal{F}$ matches boundaries within a tolerance band of radius
+#   $r = \lceil 0.008 \cdot \text{diagonal} \rceil$, so it forgives small shifts entirely and punishes a uniform
+#   erosion beyond $r$ completely. We re-derived both by hand and got the library's numbers.
+#
+# ## Exercises
+#
+# 1. **Predict, then run.** What tolerance radius does a 64 x 64 frame (the tiny model's input) get?
+#    And a 352 x 352 frame? Check with `metrics.boundary_radius((64, 64))` and `((352, 352))`.
+# 2. **Predict, then run.** Shift the swan mask *vertically* by 12 px (`shift_mask(gt, 0, 12)`): is $\mathcal{F}$
+#    higher or lower than for the horizontal 12 px shift? (Hint: the swan is wider than it is tall.)
+#    Check with `metrics.boundary_f`.
+# 3. **Re-derive.** Compute the J decay of `j_seq` by hand: the mean of the first quarter of the
+#    frames minus the mean of the last quarter, with the quarters of `metrics.decay_bins(12)`; compare
+#    with `j_stats.decay`.
+# 4. **Change one setting.** Predict the shapes of the frames and masks of section 4's clip at half the
+#    input size, then check with
+#    `RVOSDataset([rec], clip_len=T, size=S // 2, train=True, flip_prob=0.0, jitter=None, seed=0)[exp_index]`.
+
+# %%
+# Exercise 1, a starting point
+print({size: metrics.boundary_radius((size, size)) for size in (64, 352)})
 
 # %% [markdown]
 # ## Checks
@@ -462,7 +538,10 @@ assert metrics.jaccard(gt, gt) == 1.0 and metrics.boundary_f(gt, gt) == 1.0
 empty = np.zeros_like(gt)
 assert metrics.jaccard(empty, empty) == 1.0 and metrics.boundary_f(empty, empty) == 1.0
 assert metrics.boundary_f(empty, gt) == 0.0
-assert radius == 8
+assert radius == math.ceil(0.008 * math.hypot(480, 854)) == 8
+for (jh, fh), (jl, fl) in zip(by_hand, shift_scores):  # J and F re-derived from the equations
+    assert abs(jh - jl) < 1e-12 and abs(fh - fl) < 1e-12, (jh, jl, fh, fl)
+assert my_recall == j_stats.recall
 f_by_shift = dict(zip(shifts, (f for _, f in shift_scores)))
 j_by_shift = dict(zip(shifts, (j for j, _ in shift_scores)))
 assert all(f_by_shift[s] == 1.0 for s in shifts if s <= radius), "F forgives errors within the radius"
