@@ -137,6 +137,9 @@ examples:
   rvoslib train --preset clip-b16 --data /data/ref-youtube-vos --out runs/b16 --device cuda
   torchrun --nproc_per_node 4 -m rvoslib.cli train --preset clip-b16 --data /data/ref-youtube-vos
   rvoslib train --set model.spatiotemporal.attention=full --set train.lr=3e-4
+  rvoslib train --preset clip-b16 --format refcoco --data /data/coco --out runs/refcoco --set model.num_frames=1
+  rvoslib train --preset clip-b16 --data /data/ref-youtube-vos --init runs/refcoco/last.pt --out runs/b16
+  rvoslib train --preset clip-b16 --data /data/ref-youtube-vos --mix /data/coco --out runs/b16-joint
 """
 
 

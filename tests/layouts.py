@@ -92,3 +92,87 @@ def write_jhmdb(root: Path, frames: int = 8, masked: int = 6, size=(24, 32)) -> 
         "April_09_brush_hair_u_nm_np1_ba_goo_0,woman brushing her hair\n"
         "Run_fast_f_cm_np1_ri_med_1,man running to the right\n")
     return out
+
+
+def write_ytvos_release(root: Path, videos: int = 3) -> Path:
+    """Ref-YouTube-VOS as released: train/{JPEGImages,Annotations}, valid/JPEGImages (no masks),
+    meta_expressions/<split>/meta_expressions.json (synthetic shapes videos)."""
+    import shutil
+
+    from rvoslib.data import write_synthetic_dataset
+
+    for split in ("train", "valid"):
+        write_synthetic_dataset(root / split, videos, seed=3, split=split, max_expressions=2)
+        meta = root / "meta_expressions" / split
+        meta.mkdir(parents=True)
+        (root / split / "meta_expressions.json").rename(meta / "meta_expressions.json")
+    shutil.rmtree(root / "valid" / "Annotations")  # the valid split's masks are not published
+    return root
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def write_mevis(root: Path, frames: int = 6, size=(24, 32)) -> Path:
+    """MeViS as released: <split>/JPEGImages, <split>/meta_expressions.json (obj_id and anno_id lists),
+    <split>/mask_dict.json (RLE per frame) for train and valid_u; valid has no mask_dict."""
+    h, w = size
+    for split in ("train", "valid_u", "valid"):
+        videos = {}
+        masks = {}
+        for v in range(2):
+            video = f"{split}_{v:03d}"
+            tracks = {0: [], 1: []}
+            for t in range(frames):
+                image = np.full((h, w, 3), 30, dtype=np.uint8)
+                a = np.zeros((h, w), np.uint8)
+                a[4:12, 2 + 2 * t: 8 + 2 * t] = 1  # moves right
+                b = np.zeros((h, w), np.uint8)
+                b[14:22, 20:28] = 1  # still
+                image[a == 1], image[b == 1] = (200, 40, 40), (40, 40, 200)
+                path = root / split / "JPEGImages" / video / f"{t:05d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(path)
+                tracks[0].append(_rle(a))
+                tracks[1].append(_rle(b))
+            base = 10 * v
+            masks[str(base)], masks[str(base + 1)] = tracks[0], tracks[1]
+            videos[video] = {"frames": [f"{t:05d}" for t in range(frames)], "expressions": {
+                "0": {"exp": "the red box moving right", "obj_id": [0], "anno_id": [base]},
+                "1": {"exp": "both boxes", "obj_id": [0, 1], "anno_id": [base, base + 1]}}}
+        (root / split / "meta_expressions.json").write_text(json.dumps({"videos": videos}))
+        if split != "valid":
+            (root / split / "mask_dict.json").write_text(json.dumps(masks))
+    return root
+
+
+def write_a2d(root: Path, frames: int = 6, size=(24, 32)) -> Path:
+    """A2D-Sentences as released (Release/videoset.csv, Release/pngs320H/<vid>/, text_annotations/...),
+    with the instance annotations as PNG id maps (value = instance_id + 1) instead of the published .h5
+    (reading those needs h5py); videos 'trainA' (train) and 'testA' (test), frames 2 and 5 annotated."""
+    h, w = size
+    (root / "Release").mkdir(parents=True)
+    (root / "Release" / "videoset.csv").write_text(
+        f"trainA,11,0,1,{h},{w},{frames},2,0\ntestA,11,0,1,{h},{w},{frames},2,1\n")
+    text = root / "text_annotations"
+    text.mkdir()
+    (text / "a2d_annotation.txt").write_text(
+        "video_id,instance_id,query\ntrainA,0,man walking to the right\ntestA,0,man walking to the right\n")
+    for video in ("trainA", "testA"):
+        for t in range(1, frames + 1):
+            image = np.full((h, w, 3), 50, dtype=np.uint8)
+            ids = np.zeros((h, w), np.uint8)
+            ids[6:20, 2 + 3 * t: 8 + 3 * t] = 1  # instance 0, value 1
+            image[ids == 1] = (220, 180, 60)
+            path = root / "Release" / "pngs320H" / video / f"{t:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+            if t in (2, 5):
+                annotation = text / "a2d_annotation_with_instances" / video / f"{t:05d}.png"
+                annotation.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(ids, mode="L").save(annotation)
+    return root
