@@ -34,25 +34,40 @@
 # | 2 | after the encoder (`rvoslib.fusion`) | words -> video, then video -> words, then the sentence gates the video | `["fusion"]["word_to_video"]` `(B, L, T·N)`, `["fusion"]["video_to_word"]` `(B, T·N, L)` |
 # | 3 | in the spatio-temporal decoder (`rvoslib.spatiotemporal`) | the *shallow* (early-layer) features -> words | `["spatiotemporal"]["decoder"][layer]` `(B, T·N, L)` |
 #
-# This notebook shows, for one sentence and one chosen word:
+# This reconstructs the paper's **multi-stage VL relation modelling** (VL relations modelled while
+# and after extracting features, and again in spatio-temporal reasoning with shallow features). The
+# notebook shows:
 #
-# 1. stage 1's gates are exactly 0 at initialisation, so the prompted encoder computes **exactly**
-#    CLIP's own features at step 0 (we check it against open_clip's forward); then we open the
-#    gates to see what stage 1 attends to, block by block;
-# 2. stage 2's two directions of propagation, and that padded words receive no attention;
-# 3. stage 3's shallow-feature decoding;
-# 4. one figure with the chosen word's attention over the frames at every stage.
+# 1. stage 1's equations, and that its gates are exactly 0 at initialisation, so the prompted
+#    encoder computes **exactly** CLIP's own features at step 0 (checked against open_clip);
+# 2. the **trained** shipped model (`data_samples/tiny_rvos/rvos-tiny-synthetic.pt`): its gates,
+#    and where stage 1 reads a word from, block by block, on one clip;
+# 3. stage 2's two directions of propagation and the sentence gate, with equations; padded words
+#    receive no attention;
+# 4. stage 3's shallow-feature decoding;
+# 5. numbers over 30 fresh clips, trained beside untrained: how much of each stage's attention
+#    lands on the referred object, on the other objects and on the background, and where the
+#    predicted mask lands;
+# 6. one figure with the chosen word's attention at every stage.
 #
-# **Needs:** CPU in fast mode (tiny preset: a 4-block ViT, 64 x 64 input, 8 x 8 patches, T = 4, on
-# a synthetic shapes clip); the shipped tiny pretrained CLIP `data_samples/tiny_clip/rvos-tiny-scenes.pt`
-# when present, otherwise random CLIP weights. Full mode (`RVOSLIB_MODE=full`) uses open_clip
-# ViT-B/16 with OpenAI weights (S = 352, 22 x 22 patches, T = 6) on the DAVIS blackswan clip; it
-# needs the weights cached locally and a GPU, and could not be run where this notebook was written.
+# **What you will find** (measured in section 5): training turned flat word attention into
+# attention on *objects*, but no stage attends to the *referred* object more than to the others;
+# the mask nevertheless picks the referent for most appearance sentences (far fewer motion
+# sentences). The shipped model is weak (J&F about 0.53 on fresh clips, motion sentences at
+# chance), and the maps are read with that in mind.
 #
-# **Time:** about 20 s in fast mode on a laptop CPU; about a minute in full mode on a GPU.
+# Figures: attention in the perceptual colour map magma with a colour bar in the map's own units,
+# the raw patch grid (one colour per patch) beside the smoothed map drawn over the frame in grey (so
+# an object's colour is not mistaken for attention), the referred object outlined in cyan and the
+# other objects in white.
 #
-# Every trainable part is **untrained** here (notebook 07 trains them), so the maps show the
-# mechanism and the plumbing, not a trained model's grounding.
+# **Needs:** CPU in fast mode (tiny preset: a 4-block ViT, 64 x 64 input, 8 x 8 patches, T = 4). Section
+# 1 uses the notebook's model (fast: the tiny preset with the shipped tiny pretrained CLIP; full mode,
+# `RVOSLIB_MODE=full`: open_clip ViT-B/16 with OpenAI weights on the DAVIS blackswan clip, which needs
+# the weights cached locally and a GPU and could not be run where this notebook was written).
+# Sections 2-6 use the shipped trained tiny model in both modes.
+#
+# **Time:** about 40 s in fast mode on 2 CPU cores (measured).
 
 # %%
 from rvoslib.runtime import setup
@@ -72,17 +87,20 @@ ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data_samples")
 print(f"mode={rt.mode}  device={rt.device}  repository={ROOT}")
 
 import copy
-from contextlib import contextmanager
+import json
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 
-from rvoslib import viz
+from rvoslib import probes, viz
 from rvoslib.backbone import get_tokenizer
-from rvoslib.runtime import notebook_config
+from rvoslib.checkpoint import model_from_checkpoint
 from rvoslib.data import RVOSDataset, collate_clips, read_ref_davis17, read_ref_youtube_vos
+from rvoslib.data.synthetic import generate_videos
+from rvoslib.inference import prepare_frames
+from rvoslib.runtime import TINY_RVOS_CHECKPOINT, find_sample, notebook_config, seed_everything
 from rvoslib.data.transforms import denormalize
 from rvoslib.model import build_model
 from rvoslib.vision_encoder import PromptedVisionEncoder
@@ -139,14 +157,26 @@ fig
 # ## 1. Stage 1: word attention inside the frozen encoder
 #
 # In every ViT block, after CLIP's frozen self-attention, the frame's CLS and patch tokens attend to
-# the words through a narrow adapter (queries D_v -> r, words D_t -> r with r = `vision.stage1_dim`,
-# D_v / 4 by default, output r -> D_v), and the result is added through a learnable gate:
+# the words through a narrow adapter, and the result is added through a learnable gate
+# (`rvoslib.stage1.Stage1CrossAttention`; the paper's VL relation modelling *while* extracting
+# features). For frame $t$ with visual tokens $X_t \in \mathbb{R}^{(1+N) \times D_v}$ (CLS and
+# patches), words $E \in \mathbb{R}^{L \times D_t}$, inner width $r$ = `vision.stage1_dim` ($D_v/4$
+# by default) and one head shown:
 #
-# `x = x + tanh(alpha_l) * CrossAttn(LN(x) -> words)`,  with `alpha_l = 0` at initialisation.
+# $$
+# Q = \mathrm{LN}(X_t)\, W_q \in \mathbb{R}^{(1+N) \times r}, \qquad
+# K = E W_p W_k,\ \ V = E W_p W_v \in \mathbb{R}^{L \times r}, \qquad
+# A^{(1)} = \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{r / \text{heads}}} + M\Big) \in \mathbb{R}^{(1+N) \times L},
+# $$
+# $$
+# X_t \leftarrow X_t + \tanh(\alpha_l)\, \big(A^{(1)} V\big) W_o, \qquad W_o \in \mathbb{R}^{r \times D_v},\quad \alpha_l = 0 \text{ at initialisation},
+# $$
+#
+# where $W_p: D_t \to r$ is shared by all blocks and $M$ is $-\infty$ at padded words.
 #
 # `tanh(0) = 0`, so at step 0 every block computes exactly what CLIP computes: the pretrained
 # features are not disturbed by a randomly initialised new module. (The gate's alpha still gets a
-# gradient, so training opens it.)
+# gradient, so training opens it; section 2 shows how far it did.)
 
 # %%
 gates = {int(l): torch.tanh(m.alpha).item() for l, m in model.vision.stage1.items()}
@@ -192,147 +222,337 @@ print("with prompts: stage-1 encoder == encoder without stage 1:",
 
 
 # %% [markdown]
-# To see what stage 1 *would* attend to, we open the gates (set every `alpha` to 0.5, i.e. a gate of
-# 0.46, as a few training steps would) for the rest of the notebook. Note that the attention
-# **weights** of a block do not depend on its own gate (the gate only scales the block's output),
-# so block 0's map is the same at step 0; later blocks see tokens that earlier gates changed.
+# ## 2. The trained model: its gates, and one clip
+#
+# The shipped trained tiny model (`rvoslib.runtime.TINY_RVOS_CHECKPOINT`, loaded with
+# `model_from_checkpoint`) and its **untrained twin** (same config, same frozen CLIP object, fresh
+# trainable parts) run from here on, in both modes (the trained checkpoint is a tiny one), on fresh
+# synthetic clips made in memory with the README's fresh standard split seed (9001, split `valid`).
+# First what training did to the gates: it moved them off 0, but not far.
 
 # %%
-@contextmanager
-def gates_set_to(model, alpha):
-    saved = {l: m.alpha.detach().clone() for l, m in model.vision.stage1.items()}
-    with torch.no_grad():
-        for m in model.vision.stage1.values():
-            m.alpha.fill_(alpha)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for l, m in model.vision.stage1.items():
-                m.alpha.copy_(saved[l])
+checkpoint = find_sample(TINY_RVOS_CHECKPOINT)
+trained, trained_cfg = model_from_checkpoint(checkpoint)
+seed_everything(0)
+untrained = build_model(trained_cfg.model, clip=trained.clip.model).eval()  # same config, same frozen CLIP
+models = {"trained": trained, "untrained": untrained}
+scores = json.loads(checkpoint.with_suffix(".json").read_text())["fresh_splits"]["scores"]["standard"]
+print(f"{checkpoint.name}: fresh standard split J&F {scores['J&F']:.3f} (appearance {scores['J&F/appearance']:.3f}, "
+      f"motion {scores['J&F/motion']:.3f}, relation {scores['J&F/relation']:.3f})")
+trained_gates = probes.gate_values(trained)
+print("trained tanh(alpha) per block:", {l: round(g, 3) for l, g in trained_gates.items()})
+print("untrained tanh(alpha) per block:", probes.gate_values(untrained))
 
+T_tr, S_tr = trained_cfg.model.num_frames, trained_cfg.model.backbone.image_size
+h_tr, w_tr = trained.vision.grid_size
+videos = generate_videos(30, seed=9001, split="valid")
+video = next(v for v in videos if any(e["kind"] == "appearance" and len(e["text"].split()) >= 3 for e in v.expressions)
+             and len(v.objects) >= 3)
+expression = next(e for e in video.expressions if e["kind"] == "appearance" and len(e["text"].split()) >= 3)
+shown_tr = video.frames[:T_tr]  # (T, S, S, 3) uint8
+referent_tr = video.id_maps[:T_tr] == expression["obj_id"]  # (T, S, S)
+others_tr = (video.id_maps[:T_tr] > 0) & ~referent_tr
+sentences_tr = [expression["text"], "the object"]  # two sentences: the second is padded in the batch
+clip_tr = repeat(prepare_frames(shown_tr, S_tr), "t c h w -> b t c h w", b=len(sentences_tr))  # (B=2, T, 3, S, S)
+tokens_tr = trained.tokenize(sentences_tr)
+tokenizer_tr = get_tokenizer(trained_cfg.model.backbone)
+n_words = [len(tokenizer_tr.encode(s)) for s in sentences_tr]
+L = max(n_words)
+words = [tokenizer_tr.decode([int(i)]).strip() for i in tokens_tr[0, 1:1 + n_words[0]]]  # word l = token 1 + l
+WORD = len(words) - 1  # the chosen word: the last one (the noun)
+with torch.no_grad():
+    recorded = {name: m(clip_tr, tokens_tr, record_attention=True) for name, m in models.items()}
+attn = recorded["trained"]["attn"]
+print(f"clip {video.video_id}: {sentences_tr}, words {words}, chosen word {words[WORD]!r}")
 
-with gates_set_to(model, 0.5), torch.no_grad():
-    print("tanh(alpha) per block:", {int(l): round(torch.tanh(m.alpha).item(), 3) for l, m in model.vision.stage1.items()})
-    out = model(frames, tokens, record_attention=True)
-    opened = model.vision(frames, text["words"], text["word_pad"], prompts=None, history=None)
-print("gates restored to", {int(l): torch.tanh(m.alpha).item() for l, m in model.vision.stage1.items()})
-gated_error = (rearrange(opened["cls_proj"], "b t c -> (b t) c") - clip_image).abs().max().item()
-print(f"with open gates the image embedding departs from CLIP's: max |diff| {gated_error:.3f}")
+# the trained gates are not 0, so the trained encoder no longer computes CLIP's features exactly
+with torch.no_grad():
+    text_tr = trained.text(tokens_tr, trained.prompts(T_tr)["language"])
+    opened = trained.vision(clip_tr, text_tr["words"], text_tr["word_pad"], prompts=None, history=None)
+    clip_image_tr = trained.clip.model.encode_image(rearrange(clip_tr, "b t c h w -> (b t) c h w"))
+gated_error = (rearrange(opened["cls_proj"], "b t c -> (b t) c") - clip_image_tr).abs().max().item()
+print(f"trained gates, no prompts: the image embedding departs from CLIP's by max |diff| {gated_error:.3f}")
 
-attn = out["attn"]
-stage1 = attn["vision"]["stage1"]  # per block: (B, T, N, L), each patch's attention over the words
-print("stage1:", len(stage1), "blocks of", tuple(stage1[0].shape))
+fig = viz.show_frames(shown_tr, [referent_tr, others_tr], colors=[(0, 255, 255), (255, 255, 255)], alpha=0.0,
+                      ncols=T_tr, titles=[f"t={t}" for t in range(T_tr)], figsize=(2.6 * T_tr, 2.9))
+fig.suptitle(f"{sentences_tr[0]!r}: the referred object outlined in cyan, the others in white", fontsize=10)
+fig
 
 # %% [markdown]
+# The trained gates sit between about -0.2 and +0.3: stage 1 adds a damped word signal, in one block
+# with the opposite sign. Note that the attention **weights** of a block do not depend on its gate
+# (the gate only scales the block's output); what training changed is both the weights (through
+# $W_q, W_k, W_v, W_p$) and how much of the result is added.
+#
 # **Stage 1, word by word.** For each block, the average share of attention the patches give to each
-# word of the sentence (over all patches and frames). Then the chosen word's share at every patch,
-# in each tapped block (rows) and frame (columns).
+# word of the sentence (over all patches and frames). Then the chosen word's column at every patch,
+# per block and frame: where the word is read *from*.
 
 # %%
+stage1 = attn["vision"]["stage1"]  # per block: (B, T, N, L), each patch's attention over the words
 share = torch.stack([a[0, :, :, :n_words[0]].mean(dim=(0, 1)).cpu() for a in stage1])  # (blocks, words)
 fig, ax = plt.subplots(figsize=(8, 3))
 x = np.arange(len(words))
 for l in range(len(stage1)):
-    ax.bar(x + (l - (len(stage1) - 1) / 2) * 0.8 / len(stage1), share[l], 0.8 / len(stage1), label=f"block {l}")
-ax.set(xticks=x, xticklabels=words, ylabel="mean attention", title="stage 1: patches -> words")
-ax.legend(fontsize=7, ncol=4)
+    ax.bar(x + (l - (len(stage1) - 1) / 2) * 0.8 / len(stage1), share[l], 0.8 / len(stage1),
+           label=f"block {l} (gate {trained_gates[l]:+.2f})")
+ax.axhline(1 / n_words[0], color="black", lw=0.8, ls="--", label="uniform")
+ax.set(xticks=x, xticklabels=words, ylabel="mean attention", title="trained stage 1: patches -> words")
+ax.legend(fontsize=7, ncol=3)
 plt.show()
 
-tapped = list(model.vision.tap_layers)
-maps = torch.cat([stage1[l][0, :, :, WORD].reshape(T, h, w).cpu() for l in tapped])  # (taps*T, h, w)
-fig = viz.attention_grid(maps, frames=np.concatenate([shown] * len(tapped)), ncols=T, shared_scale=True,
-                         titles=[f"block {l}, t={t}" for l in tapped for t in range(T)])
-fig.suptitle(f"stage 1: share of each patch's attention given to {words[WORD]!r} (one colour scale)", fontsize=10)
-fig.tight_layout()
+outlines_tr = [referent_tr, others_tr]
+maps = torch.cat([stage1[l][0, :, :, WORD].reshape(T_tr, h_tr, w_tr).cpu() for l in range(len(stage1))])  # (blocks*T, h, w)
+fig = viz.attention_grid(maps, np.concatenate([shown_tr] * len(stage1)), ncols=T_tr, cmap="magma", vmin=0.0,
+                         shared_scale=True, outlines=[np.concatenate([m] * len(stage1)) for m in outlines_tr],
+                         colorbar=True, raw_beside=True, background="gray", alpha=0.65,
+                         label=f"attention to {words[WORD]!r}",
+                         titles=[f"block {l}, t={t}" for l in range(len(stage1)) for t in range(T_tr)])
+fig.suptitle(f"trained stage 1: share of each patch's attention given to {words[WORD]!r} (one colour scale)",
+             fontsize=10)
 fig
 
 # %% [markdown]
-# ## 2. Stage 2: dual propagation after the encoder
+# ## 3. Stage 2: dual propagation after the encoder
 #
-# The encoder's output F_v `(B, T, d, h, w)` becomes video tokens V `(B, T·h·w, d)`; the words are
-# projected to E `(B, L, d)`. Then (`rvoslib.fusion.DualFusion`)
+# The encoder's output $F_v$ `(B, T, d, h, w)` becomes video tokens $V \in \mathbb{R}^{TN \times d}$;
+# the words become $E = \text{words}\, W_e \in \mathbb{R}^{L \times d}$ and the sentence feature
+# $s \in \mathbb{R}^{D_t}$. Then (`rvoslib.fusion.DualFusion`; the paper's fusion *after* feature
+# extraction):
 #
-# 1. `E' = E + CrossAttn(E -> V)`: each word gathers context from **the whole clip** (one softmax
-#    over all T·h·w tokens);
-# 2. `V' = V + CrossAttn(V -> E')`: each video token gathers the (updated) words, **padded word
-#    positions masked out**;
-# 3. `F_f = V' * sigmoid(W s) + V'`: the sentence feature s gates the channels.
+# $$
+# E' = E + \mathrm{MHA}\big(\mathrm{LN}(E),\ \mathrm{LN}(V),\ \mathrm{LN}(V)\big), \qquad
+# A_{w \to v} \in \mathbb{R}^{L \times TN} \text{ (softmax over the whole clip)},
+# $$
+# $$
+# V' = V + \mathrm{MHA}\big(\mathrm{LN}(V),\ \mathrm{LN}(E'),\ \mathrm{LN}(E');\ \text{padded words masked}\big), \qquad
+# A_{v \to w} \in \mathbb{R}^{TN \times L} \text{ (softmax over the words)},
+# $$
+# $$
+# F_f = V' \odot \sigma\big(W_g (s W_s)\big) + V' \in \mathbb{R}^{TN \times d}.
+# $$
 #
-# The two maps have different normalisations: `word_to_video` sums to 1 over the clip, so a word
-# spreads one unit of attention across all frames; `video_to_word` sums to 1 over the words, per
-# patch.
+# So a word spreads one unit of attention over all $T \cdot N$ patches of the clip (`word_to_video`),
+# each patch spreads one unit over the words (`video_to_word`), and the sentence gates the channels
+# of every patch alike: the gate $\sigma(\cdot) \in (0, 1)^d$ has no spatial extent.
 
 # %%
 w2v = attn["fusion"]["word_to_video"]  # (B, L, T*h*w)
 v2w = attn["fusion"]["video_to_word"]  # (B, T*h*w, L)
 print("word_to_video", tuple(w2v.shape), " video_to_word", tuple(v2w.shape))
-print("padding of the batch (True = padded word):", text["word_pad"].tolist())
+print("padding of the batch (True = padded word):", text_tr["word_pad"].tolist())
 print(f"attention that sentence 1's patches give to its padded words: {v2w[1, :, n_words[1]:].abs().max().item()}")
 with torch.no_grad():
-    gate = torch.sigmoid(model.fusion.gate(model.fusion.sentence_proj(text["sentence"])))  # (B, d)
-print(f"sentence gate sigmoid(W s): mean {gate.mean().item():.3f}, range [{gate.min().item():.3f}, {gate.max().item():.3f}]")
+    gate = torch.sigmoid(trained.fusion.gate(trained.fusion.sentence_proj(text_tr["sentence"])))  # (B, d)
+print(f"trained sentence gate sigmoid(W s) for sentence 0: mean {gate[0].mean().item():.3f}, "
+      f"range [{gate[0].min().item():.3f}, {gate[0].max().item():.3f}]; the two sentences' gates differ by up to "
+      f"{(gate[0] - gate[1]).abs().max().item():.3f}")
 
-word_maps = rearrange(w2v[0, WORD], "(t h w) -> t h w", t=T, h=h).cpu()  # (T, h, w)
+word_maps = rearrange(w2v[0, WORD], "(t h w) -> t h w", t=T_tr, h=h_tr).cpu()  # (T, h, w)
 per_frame = word_maps.sum(dim=(1, 2))
-fig = viz.attention_grid(word_maps, frames=shown, ncols=T, shared_scale=True,
-                         titles=[f"t={t}: {per_frame[t]:.0%} of the word's attention" for t in range(T)])
-fig.suptitle(f"stage 2, word -> video: where {words[WORD]!r} looks in the clip (one colour scale)", fontsize=10)
-fig.tight_layout()
+fig = viz.attention_grid(word_maps, shown_tr, ncols=T_tr, cmap="magma", vmin=0.0, shared_scale=True,
+                         outlines=outlines_tr, colorbar=True, raw_beside=True, background="gray", alpha=0.65,
+                         label="share of the word's attention",
+                         titles=[f"t={t}: {per_frame[t]:.0%} of it" for t in range(T_tr)])
+fig.suptitle(f"trained stage 2, word -> video: where {words[WORD]!r} looks in the clip", fontsize=10)
 fig
 
 # %%
-v2w_maps = rearrange(v2w[0, :, :n_words[0]], "(t h w) l -> l t h w", t=T, h=h)[:, 0].cpu()  # (words, h, w), frame 0
-fig = viz.attention_grid(v2w_maps, frames=shown[0], ncols=len(words), shared_scale=True,
-                         titles=[repr(wd) for wd in words], figsize=(2.6 * len(words), 2.9))
-fig.suptitle("stage 2, video -> words: each patch of frame 0 distributes its attention over the words", fontsize=10)
-fig.tight_layout()
+v2w_maps = rearrange(v2w[0, :, :n_words[0]], "(t h w) l -> l t h w", t=T_tr, h=h_tr)[:, 0].cpu()  # (words, h, w), frame 0
+fig = viz.attention_grid(v2w_maps, shown_tr[0], ncols=len(words), cmap="magma", vmin=0.0, shared_scale=True,
+                         outlines=[referent_tr[0], others_tr[0]], colorbar=True, background="gray", alpha=0.65,
+                         label="share of the patch's attention", titles=[repr(wd) for wd in words],
+                         figsize=(3.0 * len(words) + 1, 3.0))
+fig.suptitle("trained stage 2, video -> words: each patch of frame 0 spreads its attention over the words", fontsize=10)
 fig
 
 # %% [markdown]
-# ## 3. Stage 3: the shallow feature reads the words again
+# ## 4. Stage 3: the shallow feature reads the words again
 #
 # The spatio-temporal stage (notebook 05) has two branches whose outputs are added layer by layer:
-# the cube-frame encoder over the fused features F_f, and a **decoder** in which the *shallow*
-# feature S (projected from the first tapped block, rich in edges and colours, poor in semantics)
-# queries the stage-2 words E'. Fine spatial detail thus meets the sentence directly, without going
-# through CLIP's deeper, coarser layers.
+# the cube-frame encoder over the fused features $F_f$, and a **decoder** in which the *shallow*
+# feature $S \in \mathbb{R}^{TN \times d}$ (projected from the first tapped block: rich in edges and
+# colours, poor in semantics) queries the stage-2 words $E'$, for each layer:
+#
+# $$
+# S \leftarrow S + \mathrm{MHA}\big(\mathrm{LN}(S),\ \mathrm{LN}(E'),\ \mathrm{LN}(E');\ \text{padded words masked}\big),
+# \qquad S \leftarrow S + \mathrm{FFN}(\mathrm{LN}(S)),
+# $$
+#
+# with attention $A^{(3)} \in \mathbb{R}^{TN \times L}$ per layer. This is the paper's VL relation
+# modelling in the spatio-temporal reasoning stage, with shallow features: fine spatial detail
+# meets the sentence directly, without going through CLIP's deeper, coarser layers.
 
 # %%
 decoder = attn["spatiotemporal"]["decoder"]  # per layer: (B, T*h*w, L)
 print("decoder:", len(decoder), "layers of", tuple(decoder[0].shape))
-maps = torch.cat([rearrange(a[0, :, WORD], "(t h w) -> t h w", t=T, h=h).cpu() for a in decoder])
-fig = viz.attention_grid(maps, frames=np.concatenate([shown] * len(decoder)), ncols=T, shared_scale=True,
-                         titles=[f"layer {l}, t={t}" for l in range(len(decoder)) for t in range(T)])
-fig.suptitle(f"stage 3, shallow feature -> words: share of each patch's attention given to {words[WORD]!r}", fontsize=10)
-fig.tight_layout()
+maps = torch.cat([rearrange(a[0, :, WORD], "(t h w) -> t h w", t=T_tr, h=h_tr).cpu() for a in decoder])
+fig = viz.attention_grid(maps, np.concatenate([shown_tr] * len(decoder)), ncols=T_tr, cmap="magma", vmin=0.0,
+                         shared_scale=True, outlines=[np.concatenate([m] * len(decoder)) for m in outlines_tr],
+                         colorbar=True, raw_beside=True, background="gray", alpha=0.65,
+                         label=f"attention to {words[WORD]!r}",
+                         titles=[f"layer {l}, t={t}" for l in range(len(decoder)) for t in range(T_tr)])
+fig.suptitle(f"trained stage 3, shallow feature -> words: share of each patch's attention given to {words[WORD]!r}",
+             fontsize=10)
 fig
 
 # %% [markdown]
-# ## 4. One word, three stages
+# ## 5. Where does attention land? Trained vs untrained, over 30 fresh clips
 #
-# The chosen word across the stages, frame by frame: stage 1 (last block), stage 2 in both
-# directions, stage 3 (last decoder layer). Each row has its own colour scale.
+# One picture is one clip. Over the first window of 30 fresh videos and every sentence that has a
+# distractor, `probes.stage_masses` gives, for every recorded attention, the share that lands on
+# the referred object, on the other objects and on the background (for the maps from patches to
+# words, the share of the attention a word *receives* that comes from each region's patches,
+# averaged over the sentence's words), and `probes.region_lift` divides by each region's area, so
+# 1 means "as if spread evenly". For the output we use the same measure on the predicted mask
+# probabilities (pixel level): where the model puts its mask.
+
+# %%
+stage_lifts = {name: {} for name in models}  # stage -> list of (R,) lifts
+mask_lifts = {name: {} for name in models}  # sentence kind -> list of (R,) lifts
+for v in videos:
+    clip = prepare_frames(v.frames[:T_tr], S_tr)[None]  # (1, T, 3, S, S)
+    for e in v.expressions:
+        referent = torch.from_numpy(v.id_maps[:T_tr] == e["obj_id"])
+        objects = torch.from_numpy(v.id_maps[:T_tr])
+        regions = probes.patch_regions(referent, objects, (h_tr, w_tr))  # (T, R, N)
+        if regions[:, 1].sum() == 0:
+            continue
+        pixels = rearrange(probes.patch_regions(referent, objects, (S_tr, S_tr)), "t r n -> r (t n)")  # (R, T*S*S)
+        for name, m in models.items():
+            with torch.no_grad():
+                out = m(clip, m.tokenize([e["text"]]), record_attention=True)
+            for stage, mass in probes.stage_masses(out["attn"], regions).items():
+                stage_lifts[name].setdefault(stage, []).append(probes.region_lift(mass[0], regions.mean(0)))
+            probability = torch.sigmoid(out["pred_masks"][0]).flatten()  # (T*S*S,)
+            mask_lift = probes.region_lift(probes.region_mass(probability, pixels), pixels)
+            mask_lifts[name].setdefault(e["kind"], []).append(mask_lift)
+
+
+def summarise(rows):
+    # (items, R) lifts -> mean lift per region, geometric-mean ratio referent / distractors, share of
+    # items where the referent gets more lift than the distractors
+    values = torch.stack(rows)
+    ratio = torch.log(values[:, 0] / values[:, 1])
+    return {"ref": values[:, 0].mean().item(), "dis": values[:, 1].mean().item(), "bg": values[:, 2].mean().item(),
+            "ref/dis": ratio.mean().exp().item(), "ref wins": (ratio > 0).float().mean().item(), "n": len(rows)}
+
+
+stage_table = {name: {s: summarise(r) for s, r in st.items()} for name, st in stage_lifts.items()}
+mask_table = {name: {k: summarise(r) for k, r in st.items()} for name, st in mask_lifts.items()}
+header = f"{'ref':>6s} {'dis':>6s} {'bg':>6s} {'ref/dis':>8s} {'ref wins':>9s}"
+print(f"{'lift of the attention':30s} {'trained':^39s} | {'untrained':^39s}\n{'':30s} {header} | {header}")
+for stage in stage_table["trained"]:
+    print(f"{stage:30s} " + " | ".join(f"{t[stage]['ref']:6.2f} {t[stage]['dis']:6.2f} {t[stage]['bg']:6.2f} "
+                                       f"{t[stage]['ref/dis']:8.2f} {t[stage]['ref wins']:9.0%}" for t in stage_table.values()))
+print(f"\n{'lift of the predicted mask':30s}")
+for kind in ("appearance", "motion", "relation"):
+    print(f"{kind + ' (' + str(mask_table['trained'][kind]['n']) + ' sentences)':30s} " + " | ".join(
+        f"{t[kind]['ref']:6.2f} {t[kind]['dis']:6.2f} {t[kind]['bg']:6.2f} {t[kind]['ref/dis']:8.2f} "
+        f"{t[kind]['ref wins']:9.0%}" for t in mask_table.values()))
+
+# %%
+stages = [s for s in stage_table["trained"] if not s.startswith(("capture", "vision prompts", "CLS"))]
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.6), sharey=True)
+x = np.arange(len(stages) + 3)
+for ax, name in zip(axes, models):
+    rows = [stage_table[name][s] for s in stages] + [mask_table[name][k] for k in ("appearance", "motion", "relation")]
+    for i, (region, colour, label) in enumerate((("ref", "#00bcd4", "referent"), ("dis", "#9e9e9e", "distractors"),
+                                                 ("bg", "#3f3f3f", "background"))):
+        ax.bar(x + (i - 1) * 0.27, [r[region] for r in rows], 0.27, color=colour, label=label)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.axvline(len(stages) - 0.5, color="black", lw=0.8)
+    ax.set(xticks=x, yscale="log", title=f"{name}: lift (share / area share; 1 = spread evenly)")
+    ax.set_xticklabels(stages + ["mask: appearance", "mask: motion", "mask: relation"], rotation=40, ha="right",
+                       fontsize=8)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What the numbers say (they are printed above; the text was written from them):
+#
+# * **Untrained**, the word attentions are flat: the patch -> word maps (stage 1, stage 2's
+#   video -> word, stage 3) have lift 1.00 on every region (each patch spreads its attention evenly
+#   over the words), stage 2's word -> video about 1.09, and the mask prefers nothing. The maps that
+#   involve no word (CLS, the capture, the vision prompts) already prefer objects before any
+#   training (lift 1.3 to 3.8): an object patch stands out in CLIP's own keys.
+# * The picture of one clip above is one draw: the table is over every sentence with a distractor.
+# * **Trained**, the attentions learned *objects vs background*: stage 1 in block 0 draws a word's
+#   attention from object patches about five times more than their area would (lift about 5 on the
+#   referent and on the distractors, 0.5 on the background), and the stage-2 and stage-3 maps lean
+#   the same way, more weakly.
+# * But no attention map learned *which* object: the lift on the referent is about the lift on the
+#   distractors, the ratio stays near 1 or below, and the referent wins in about half of the
+#   sentences, at every stage.
+# * The **mask** does pick the referent for appearance sentences (it wins in most of them, with a
+#   far larger lift than the distractors) and does much worse for motion sentences, whose distractor
+#   is a twin that differs only in how it moves.
+#
+# So in this tiny trained model the choice of *which* object is not made by where the word
+# attention lands. It has to be made by *what* is carried: the values the attention averages, the
+# sentence gate $\sigma(W_g s)$ on the channels (section 3), and the head. The attention maps tell
+# you where the model looks for objects, not which one it chose. (How a full-size model behaves
+# here could not be measured where this notebook was written.)
+
+# %% [markdown]
+# ## 6. One word, three stages
+#
+# The chosen word across the stages, frame by frame (trained model): stage 1 (last block), stage 2 in
+# both directions, stage 3 (last decoder layer). Each row has its own colour scale from 0, with its
+# colour bar; the raw patch grid is drawn, nothing smoothed; the referred object is outlined in cyan.
 
 # %%
 rows = {
-    f"stage 1, block {len(stage1) - 1}": stage1[-1][0, :, :, WORD].reshape(T, h, w),
-    "stage 2, word -> video": rearrange(w2v[0, WORD], "(t h w) -> t h w", t=T, h=h),
-    "stage 2, video -> word": rearrange(v2w[0, :, WORD], "(t h w) -> t h w", t=T, h=h),
-    f"stage 3, layer {len(decoder) - 1}": rearrange(decoder[-1][0, :, WORD], "(t h w) -> t h w", t=T, h=h),
+    f"stage 1, block {len(stage1) - 1}": stage1[-1][0, :, :, WORD].reshape(T_tr, h_tr, w_tr),
+    "stage 2, word -> video": rearrange(w2v[0, WORD], "(t h w) -> t h w", t=T_tr, h=h_tr),
+    "stage 2, video -> word": rearrange(v2w[0, :, WORD], "(t h w) -> t h w", t=T_tr, h=h_tr),
+    f"stage 3, layer {len(decoder) - 1}": rearrange(decoder[-1][0, :, WORD], "(t h w) -> t h w", t=T_tr, h=h_tr),
 }
-fig, axes = plt.subplots(len(rows), T, figsize=(2.5 * T, 2.6 * len(rows)), squeeze=False)
+fig, axes = plt.subplots(len(rows), T_tr, figsize=(2.6 * T_tr + 1, 2.6 * len(rows)), squeeze=False)
 for r, (name, maps) in enumerate(rows.items()):
     maps = maps.cpu().numpy()
-    lo, hi = float(maps.min()), float(maps.max())
-    for t in range(T):
-        axes[r, t].imshow(viz.heatmap_overlay(shown[t], maps[t], vmin=lo, vmax=hi), interpolation="nearest")
+    top = float(maps.max())
+    for t in range(T_tr):
+        image = viz.patch_grid_image(maps[t], shown_tr.shape[1:3], "magma", 0.0, top)
+        axes[r, t].imshow(viz.outline(image, [referent_tr[t], others_tr[t]]), interpolation="nearest")
         axes[r, t].set_axis_off()
         axes[r, t].set_title(f"t={t}", fontsize=8)
     axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=9)
-fig.suptitle(f"{words[WORD]!r} in {sentences[0]!r}", fontsize=10)
-fig.tight_layout()
+    bar = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0.0, top), "magma"), ax=list(axes[r]), fraction=0.02)
+    bar.ax.tick_params(labelsize=7)
+fig.suptitle(f"{words[WORD]!r} in {sentences_tr[0]!r} (trained)", fontsize=10)
 plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# * Stage 1 (inside the frozen encoder): CLS and patches attend to the projected words, added
+#   through $\tanh(\alpha_l)$, zero at initialisation, so the untrained encoder computes exactly
+#   CLIP's features (checked against open_clip). The trained gates are small, about -0.2 to +0.3.
+# * Stage 2 (after the encoder): words read the whole clip, patches read the words (padding
+#   masked), and the sentence gates the channels.
+# * Stage 3 (spatio-temporal reasoning): the shallow feature reads the words again.
+# * Measured over 30 fresh clips: training turned flat word attention (lift 1.00) into attention on
+#   *objects* (stage 1, block 0: lift about 5), but at no stage on the *referred* object more than
+#   on the others; the mask, however, picks the referent for most appearance sentences and far fewer
+#   motion sentences. The attention maps show where the model looks for objects, not which it chose.
+#
+# ## Exercises
+#
+# 1. **Predict, then run.** Set every trained gate to 0 (`copy.deepcopy(trained)`, then
+#    `m.alpha.zero_()` under `torch.no_grad()` for each `vision.stage1` module). Predict how the
+#    mask's referent wins for appearance sentences change, then recompute them with the loop of
+#    section 5 on 10 videos.
+# 2. **Re-derive a piece.** Recompute one number of the table by hand: the stage-2 word -> video mass
+#    of the chosen word on the referent, from `w2v[0, WORD]` and the referent's pixel fraction per
+#    patch (`torch.nn.functional.avg_pool2d` of the mask with the patch size as kernel). The checks
+#    below do it once; do it for the distractors.
+# 3. **Change one thing.** Swap the sentence gate: run the fusion with sentence 1's feature
+#    (`text_tr["sentence"][[1, 1]]`) and sentence 0's words, and compare the masks. Does the gate
+#    carry the choice of object?
+# 4. **Measure.** Split the stage table by sentence kind (appearance, motion, relation): is there
+#    any stage where appearance sentences get a referent / distractor ratio above 1.5?
 
 # %% [markdown]
 # ## Checks
@@ -344,21 +564,39 @@ assert all(g == 0.0 for g in gates.values()) and len(gates) == len(model.vision.
 assert update.abs().max().item() == 0.0
 assert tap_error < 1e-4 and cls_error < 1e-4, "gates at 0, no prompts: the encoder is CLIP"
 assert all(torch.equal(a, b) for a, b in zip(with_s1["taps"], without_s1["taps"]))
-assert gated_error > 1e-3, "open gates change the features"
-assert all(torch.tanh(m.alpha).item() == 0.0 for m in model.vision.stage1.values()), "gates restored"
+assert all(g == 0.0 for g in probes.gate_values(untrained).values())
 
-# shapes of the recorded maps
-assert all(a.shape == (B, T, N, L) for a in stage1)
-assert w2v.shape == (B, L, T * N) and v2w.shape == (B, T * N, L)
-assert all(a.shape == (B, T * N, L) for a in decoder)
-ones = lambda x: torch.ones(x.shape[:-1], device=x.device)
-for a in [*stage1, v2w, *decoder]:  # per patch, a distribution over the words
-    torch.testing.assert_close(a.sum(-1), ones(a))
-torch.testing.assert_close(w2v.sum(-1), ones(w2v))  # per word, a distribution over the clip
+# the trained gates are open, but small, and they move the encoder off CLIP's features
+assert all(0.05 < abs(g) < 0.5 for g in trained_gates.values()), trained_gates
+assert gated_error > 1e-3
 
-# padded words get no attention
-assert text["word_pad"][1].tolist() == [False] * n_words[1] + [True] * (L - n_words[1])
+# padded words get no attention (trained model, batch of two sentences)
+B_tr = len(sentences_tr)
+assert text_tr["word_pad"][1].tolist() == [False] * n_words[1] + [True] * (L - n_words[1])
 assert v2w[1, :, n_words[1]:].abs().max().item() == 0.0
 assert all(a[1, :, :, n_words[1]:].abs().max().item() == 0.0 for a in stage1)
 assert all(a[1, :, n_words[1]:].abs().max().item() == 0.0 for a in decoder)
+assert all(a.shape == (B_tr, T_tr, h_tr * w_tr, L) for a in stage1) and w2v.shape == (B_tr, L, T_tr * h_tr * w_tr)
+
+# the library's region mass equals a re-derivation: stage 2's word -> video mass of the chosen word on the
+# referent, from the raw map and the referent's pixel fraction per patch
+patch = S_tr // h_tr
+fraction = torch.nn.functional.avg_pool2d(torch.from_numpy(referent_tr).float()[:, None], patch).flatten()  # (T*N,)
+by_hand = (w2v[0, WORD] * fraction).sum() / w2v[0, WORD].sum()
+regions_tr = probes.patch_regions(torch.from_numpy(referent_tr), torch.from_numpy(video.id_maps[:T_tr]), (h_tr, w_tr))
+library = probes.stage_masses(attn, regions_tr, word=WORD)["stage 2, word -> video"][0, 0]
+torch.testing.assert_close(library, by_hand)
+
+# what section 5 teaches: untrained word attention is flat; trained attention prefers objects ...
+for stage in ("stage 1, block 0", "stage 2, video -> word", "stage 3 decoder, layer 0"):
+    assert abs(stage_table["untrained"][stage]["ref"] - 1) < 0.05 and abs(stage_table["untrained"][stage]["dis"] - 1) < 0.05
+assert stage_table["trained"]["stage 1, block 0"]["ref"] > 3 and stage_table["trained"]["stage 1, block 0"]["dis"] > 3
+assert stage_table["trained"]["stage 1, block 0"]["bg"] < 0.7
+# ... but no stage prefers the referred object to the others ...
+for stage, row in stage_table["trained"].items():
+    assert row["ref/dis"] < 1.5 and row["ref wins"] < 0.7, (stage, row)
+# ... while the mask does, for appearance sentences far more than for motion ones (untrained: no preference)
+assert mask_table["trained"]["appearance"]["ref wins"] > 0.75
+assert mask_table["trained"]["motion"]["ref wins"] < mask_table["trained"]["appearance"]["ref wins"] - 0.15
+assert all(row["ref wins"] < 0.7 for row in mask_table["untrained"].values())
 print("all checks passed")
