@@ -18,6 +18,9 @@ What it runs (each part reported as ``ok``, ``FAILED`` with the error, or ``skip
 CLIP weights: the preset's (OpenAI through open_clip) when cached or downloadable, else random
 weights (the cost does not depend on them; the ``weights`` line says which).
 
+``--estimate PRESET`` instead counts one training step's FLOPs and memory on the CPU
+(:func:`estimate_step`), the source of the README's estimates.
+
 On a machine without CUDA every CUDA-only part (bf16 / fp16 training, the loss agreement, NCCL)
 is reported as skipped and the rest runs on the tiny preset at its own size, in seconds; so does
 ``--tiny`` anywhere (the test suite uses it). On one modern GPU the whole check takes a few
@@ -200,6 +203,76 @@ def segment_case(cfg, device: torch.device, frames: int) -> dict[str, Any]:
     return {"frames": frames, "frames_per_s": frames / seconds, "dtype": str(dtype or "float32").replace("torch.", "")}
 
 
+# ----------------------------------------------------------------------------- counted estimates (no GPU)
+
+
+def count_clip_pass(model, cfg, frames: int) -> dict[str, float]:
+    """FLOPs of one training clip pass (forward + backward + losses) and the bytes autograd saves for it.
+
+    Runs for real on the CPU at ``frames`` frames (batch 1, S from ``cfg``) under torch's
+    ``FlopCounterMode`` (matmuls, convolutions, attention) and a saved-tensors hook that sums
+    the distinct storages autograd keeps for the backward, parameters excluded (the
+    activation memory of the pass in float32).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rvoslib.losses import compute_losses
+
+    size = cfg.model.backbone.image_size
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device.type != "meta":
+            ptr = tensor.untyped_storage().data_ptr()
+            if ptr not in params:
+                storages[ptr] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    video = torch.randn(1, frames, 3, size, size)
+    tokens = model.tokenize(["the red square moving left"])
+    targets = {"masks": (torch.rand(1, frames, size, size) > 0.5).float(), "valid": torch.ones(1, frames, dtype=torch.bool)}
+    with FlopCounterMode(display=False) as counter:
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            out = model(video, tokens)
+            loss = compute_losses(out, targets, cfg.loss)["total"]
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {"flops": float(counter.get_total_flops()), "saved_bytes": float(sum(storages.values()))}
+
+
+def estimate_step(preset: str, frames: Optional[int] = None, size: Optional[int] = None,
+                  counted: tuple[int, int] = (1, 2)) -> dict[str, Any]:
+    """Counted cost of one training step of ``preset`` at T frames, extrapolated from two small T.
+
+    One clip pass is counted at ``counted`` frame numbers (:func:`count_clip_pass`) and
+    extended linearly to T (frames go through CLIP one by one; the cube-frame attention adds
+    a small super-linear part, so this slightly underestimates). A two-step history training
+    step runs two clip passes one after the other, so its FLOPs double and its activation
+    peak is one pass's. Memory adds float32 weights (frozen and trainable), the trainable
+    gradients and AdamW's two states.
+    """
+    from rvoslib.model import build_model
+    from rvoslib.runtime import seed_everything
+
+    cfg = check_config(preset, False, size, frames, "none")
+    seed_everything(0)
+    model = build_model(cfg.model).train()
+    a, b = (count_clip_pass(model, cfg, t) for t in counted)
+    t_target = cfg.model.num_frames
+    per_frame = {k: (b[k] - a[k]) / (counted[1] - counted[0]) for k in a}
+    clip = {k: a[k] + per_frame[k] * (t_target - counted[0]) for k in a}
+    passes = 1 if cfg.train.history_training == "off" else 2
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    state_bytes = 4 * total + 3 * 4 * trainable  # weights + gradients + AdamW exp_avg, exp_avg_sq
+    return {"preset": preset, "model": cfg.model.backbone.model_name, "S": cfg.model.backbone.image_size,
+            "T": t_target, "clip_passes": passes, "params_total": total, "params_trainable": trainable,
+            "step_tflop": passes * clip["flops"] / 1e12, "activations_gib_fp32": clip["saved_bytes"] / 2 ** 30,
+            "states_gib": state_bytes / 2 ** 30, "counted_at_T": list(counted),
+            "clip_tflop_at_counted_T": [a["flops"] / 1e12, b["flops"] / 1e12]}
+
+
 # ----------------------------------------------------------------------------- the check
 
 
@@ -296,8 +369,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="auto (the preset's weights if available, else random) | none | a tag or file")
     parser.add_argument("--no-ddp", action="store_true", help="skip the DDP part")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument("--estimate", metavar="PRESET", default=None,
+                        help="instead of the check: count one training step's FLOPs and memory for PRESET on "
+                             "the CPU (estimate_step; minutes for clip-l14; the tiny preset with --tiny)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.estimate:
+        estimate = estimate_step("tiny" if args.tiny else args.estimate, args.frames, args.size)
+        print(json.dumps(estimate, indent=1))
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(estimate, indent=1) + "\n", encoding="utf-8")
+        return 0
     report = run_check(args.preset, args.tiny, args.size, args.frames, args.steps, args.pretrained,
                        args.video_frames, ddp=not args.no_ddp)
     text = markdown(report)

@@ -60,3 +60,18 @@ def test_gpu_check_ddp_part_on_cpu(tmp_path):
     if torch.cuda.device_count() < 2:
         assert result["backend"] == "gloo" and result["processes"] == 2
     assert result["steps"] == 2
+
+
+def test_estimate_counts_flops_and_memory_linear_in_frames(tmp_path):
+    from rvoslib.model import build_model
+
+    out = tmp_path / "estimate.json"
+    assert gpu_check.main(["--estimate", "clip-b16", "--tiny", "--out", str(out)]) == 0
+    estimate = json.loads(out.read_text())
+    assert estimate["model"] == "rvos-tiny2" and estimate["clip_passes"] == 2  # two-step history training
+    cfg = gpu_check.check_config("tiny", True, None, None, "none")
+    model = build_model(cfg.model).train()
+    direct = gpu_check.count_clip_pass(model, cfg, cfg.model.num_frames)  # counted at T, not extrapolated
+    assert estimate["step_tflop"] * 1e12 / 2 == pytest.approx(direct["flops"], rel=0.02)
+    assert estimate["activations_gib_fp32"] * 2 ** 30 == pytest.approx(direct["saved_bytes"], rel=0.05)
+    assert estimate["params_total"] == sum(p.numel() for p in model.parameters())
