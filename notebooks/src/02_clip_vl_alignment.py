@@ -52,8 +52,13 @@
 # the local open_clip / Hugging Face cache; it could not be run where this notebook was written); the
 # tiny-pretraining sections are the same in both modes.
 #
-# **Time:** about 30-60 s in fast mode on a laptop CPU (most of it the 100 live pretraining steps;
-# about a minute on a busy 2-core machine).
+# **Time:** about 160 s in fast mode on 2 CPU cores, measured with `pytest --nbval` while other
+# programs kept both cores busy (less on an idle machine); most of it the 100 live pretraining steps.
+#
+# **Where this sits in the paper.** VLP-RVOS adapts a *frozen* vision-language pretrained model,
+# CLIP, to referring video segmentation; its method starts from CLIP's two towers and the joint
+# embedding space that contrastive pretraining builds. This notebook reconstructs that starting point
+# (the pretrained backbone the paper's framework figure draws as frozen) and measures what it brings.
 
 # %%
 from rvoslib.runtime import setup
@@ -76,6 +81,8 @@ import json
 import textwrap
 
 import matplotlib.pyplot as plt
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 import numpy as np
 import torch
 from PIL import Image
@@ -196,7 +203,8 @@ display(Markdown("\n".join(rows)))
 #   other scene of the batch** (checked against the scenes' objects, so the contrastive targets are
 #   exact); most scenes come with a **hard negative** in the same batch, a copy of the same layout
 #   with two objects' colour, shape or size exchanged, or one object's attribute changed;
-# * both towers embed them, giving the $B \times B$ matrix $s_{ij}$ above, scaled by a learned
+# * both towers embed them, $I \in \mathbb{R}^{B \times E}$ (images) and $U \in \mathbb{R}^{B \times E}$ (captions), rows
+#   L2-normalised, giving the $B \times B$ matrix $s = I U^\top$ of the $s_{ij}$ above, scaled by a learned
 #   temperature $\tau$ ($1/\tau$ = `logit_scale.exp()`, capped at 100 as in CLIP);
 # * the loss (`open_clip.loss.ClipLoss`) is the cross-entropy of picking the right caption for each
 #   image **and** the right image for each caption:
@@ -293,7 +301,8 @@ fig
 # $$
 #
 # That gives a **text-to-patch similarity map** per frame, drawn below as a heat map over the frame
-# (red = most similar, blue = least, min-max per panel), with the named object outlined in white.
+# (viridis: yellow = most similar, dark blue = least, min-max per panel), with the named object outlined
+# in white.
 # Each title says where the single most similar patch lies.
 
 # %%
@@ -318,6 +327,13 @@ def text_patch_maps(model, model_tokenizer, frames, sentence):
     text = model.encode_text(model_tokenizer([sentence]).to(device), normalize=True).float().cpu()  # (1, E)
     grid = int(round(dense.shape[1] ** 0.5))
     return (dense @ text[0]).reshape(len(frames), grid, grid).numpy()
+
+
+def per_panel_scale_bar(fig):
+    # one colour bar for maps scaled min-max per panel: its ends are each panel's own lowest and highest cosine
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap="viridis"), ax=fig.axes, fraction=0.015, pad=0.01)
+    bar.set_ticks([0, 1], labels=["panel min", "panel max"])
+    bar.set_label("cosine, min-max per panel")
 
 
 def top_patch_on(heat, target, others):
@@ -355,7 +371,8 @@ for name, model in (("pretrained", tiny_clip), ("random init", random_clip)):
         titles += [f"{name}, t={t}\n{caption!r}\ntop patch: {w}" for t, w in zip(shown_t, where)]
 syn_maps = np.stack(maps)  # (2 models x 3 captions x 2 frames, 8, 8)
 fig = viz.attention_grid(syn_maps, np.stack(backs), titles=titles, ncols=2 * len(queries), alpha=0.55,
-                         figsize=(2.6 * 2 * len(queries), 6.8))
+                         figsize=(2.6 * 2 * len(queries), 6.8), cmap="viridis")
+per_panel_scale_bar(fig)
 display(fig)
 
 # mean cosine on each object and on the background, each patch weighted by the share of it they cover (first frame)
@@ -406,7 +423,8 @@ swan_top = [top_patch_on(m, s, np.zeros_like(s)) for m, s in zip(swan_maps, swan
 swan_outlined = viz.overlay_masks(swan_frames, swan_masks, colors=[(255, 255, 255)], alpha=0.0, boundary_width=3)
 fig = viz.attention_grid(swan_maps, swan_outlined,
                          titles=[f"{patch_name}, t={t}: {swan_sentence!r}\ntop patch: {w}" for t, w in zip(swan_t, swan_top)],
-                         ncols=3, alpha=0.5, figsize=(15, 3.4))
+                         ncols=3, alpha=0.5, figsize=(15, 3.4), cmap="viridis")
+per_panel_scale_bar(fig)
 fig
 
 
