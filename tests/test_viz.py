@@ -246,6 +246,18 @@ def test_import_does_not_load_matplotlib_or_ipywidgets():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_figures_module_imports_first_and_viz_reexports_it():
+    code = (
+        "import rvoslib.figures as figures\n"  # figures imports viz, which must not import figures back
+        "from rvoslib import viz\n"
+        "from rvoslib.viz import attention_grid\n"
+        "assert attention_grid is figures.attention_grid and viz.save_figure is figures.save_figure\n"
+        "try:\n    viz.no_such_function\nexcept AttributeError as error:\n    assert 'no_such_function' in str(error)\n"
+        "else:\n    raise AssertionError('viz invented an attribute')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # --------------------------------------------------------------------------- attention figures
 
 
