@@ -67,7 +67,8 @@
 # the weights cached locally and a GPU and could not be run where this notebook was written).
 # Sections 2-6 use the shipped trained tiny model in both modes.
 #
-# **Time:** about 40 s in fast mode on 2 CPU cores (measured).
+# **Time:** about 40-55 s in fast mode on 2 CPU cores (measured with `pytest --nbval`; the longer
+# time on a busy machine).
 
 # %%
 from rvoslib.runtime import setup

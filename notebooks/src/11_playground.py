@@ -43,8 +43,9 @@
 # mask matches each object of the clip (IoU over the clip); `figure(result)` draws it. The widget
 # only wires a text box, a button and a check box to those two calls.
 #
-# **Needs:** CPU. **Time:** about 20 s in fast mode on 2 CPU cores (measured; loading the model is
-# most of it); one update takes about 0.1-0.2 s of model time and about a second with the picture.
+# **Needs:** CPU. **Time:** about 20-30 s in fast mode on 2 CPU cores (measured with `pytest --nbval`;
+# loading the model is most of it); one update takes 0.05-0.2 s of model time and well under two
+# seconds with the picture (about 1 s typical).
 
 # %%
 from rvoslib.runtime import setup
