@@ -89,10 +89,11 @@ class PromptInspector:
         objects: (T, H, W) mask or id map of every object (0 = background).
         gates: ``probes.gate_values(model)`` (optional).
         row: which batch row of ``attn``.
+        grid: the patch grid (h, w); default square (h = w = sqrt(N)).
     """
 
     def __init__(self, attn: dict, frames: Any, referent: Any, objects: Any,
-                 gates: Optional[dict] = None, row: int = 0):
+                 gates: Optional[dict] = None, row: int = 0, grid: Optional[tuple[int, int]] = None):
         self.frames = np.asarray(frames)
         self.referent = np.asarray(referent) != 0
         self.others = (np.asarray(objects) != 0) & ~self.referent
@@ -102,7 +103,9 @@ class PromptInspector:
         self.num_frames = len(self.frames)
         n = self.layout["patches"].stop - self.layout["patches"].start
         side = int(round(n ** 0.5))
-        self.grid = (side, n // side)
+        self.grid = tuple(grid) if grid is not None else (side, side)
+        if self.grid[0] * self.grid[1] != n:
+            raise ValueError(f"grid {self.grid} does not hold the recording's {n} patches; pass grid=(h, w)")
         self.regions = probes.patch_regions(torch.from_numpy(self.referent),
                                             torch.from_numpy(self.others | self.referent), self.grid)  # (T, R, N)
         self.vision = [None if a is None else a[row].float().cpu() for a in attn["prompt_to_patch"]]  # (T, N_v, N)

@@ -27,6 +27,7 @@ import torch
 from einops import rearrange
 
 from rvoslib import viz
+from rvoslib.probes import real_words
 from rvoslib.data import synthetic
 from rvoslib.online import carries_history, prepare_frames, upsample_logits, window_ranges
 
@@ -189,8 +190,6 @@ class Playground:
 
     def _stage2_map(self, attn: dict) -> np.ndarray:
         """(T, h, w): stage 2's word -> video attention, mean over the sentence's real words."""
-        from rvoslib.probes import real_words
-
         keep = real_words(attn)[0]  # (L,)
         w2v = attn["fusion"]["word_to_video"][0][keep].mean(0)  # (T*h*w,)
         h, w = self.model.vision.grid_size

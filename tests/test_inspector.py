@@ -76,6 +76,13 @@ def test_out_of_range_selections_raise_instead_of_wrapping(inspector):
         inspector.select("history", 0, 0, 0)
 
 
+def test_a_grid_that_does_not_fit_the_recording_is_refused(inspector):
+    with pytest.raises(ValueError, match="grid"):
+        PromptInspector(recording(), inspector.frames, inspector.referent, inspector.referent, grid=(1, 3))
+    wide = PromptInspector(recording(), inspector.frames, inspector.referent, inspector.referent, grid=(1, 4))
+    assert wide.select(KINDS[0], 0, 0, 0).maps.shape == (1, 1, 4)
+
+
 def test_figure_has_raw_grid_beside_each_map_and_a_colour_bar(inspector):
     fig = inspector.figure(inspector.select(KINDS[1], 0, 0, 0))
     assert sum(1 for ax in fig.axes if ax.images) == 2 * T and len(fig.axes) == 2 * T + 1
