@@ -140,7 +140,7 @@ class DataConfig:
     """Which dataset to read and how to sample clips (T and S come from the model config)."""
 
     root: str = "data_samples/synthetic"  # dataset root folder
-    format: str = "ytvos"  # "ytvos" | "mevis" | "davis" | "a2d" | "jhmdb" | "refcoco" | "refcoco+" | "refcocog"
+    format: str = "ytvos"  # ytvos | mevis | davis | a2d | jhmdb | refcoco | refcoco+ | refcocog | refcoco-all
     train_split: str = "train"  # sub-folder (or split name) for training
     val_split: str = "valid"  # sub-folder (or split name) for validation
     max_skip: int = 3  # largest gap between consecutive sampled training frames

@@ -443,7 +443,7 @@ def write_ytvos_submission(predictions: Iterable[VideoPrediction], out_dir: Path
 
 
 # formats scored with the A2D protocol (mAP 0.50:0.95, overall / mean IoU, P@k) on their annotated frames
-IOU_PROTOCOL_FORMATS = ("a2d-sentences", "jhmdb-sentences", "refcoco", "refcoco+", "refcocog")
+IOU_PROTOCOL_FORMATS = ("a2d-sentences", "jhmdb-sentences", "refcoco", "refcoco+", "refcocog", "refcoco-all")
 
 
 def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoRecord]:
@@ -458,7 +458,7 @@ def read_split(root: PathLike, format: str, split: Optional[str]) -> list[VideoR
         return read_mevis(root, split=split)
     if format == "a2d-sentences":
         return read_a2d_sentences(root, split={"valid": "test", "val": "test"}.get(split, split or "test"))
-    if format in ("refcoco", "refcoco+", "refcocog", "jhmdb-sentences"):
+    if format in ("refcoco", "refcoco+", "refcocog", "refcoco-all", "jhmdb-sentences"):
         return read_dataset(format, root, split=split)
     records = read_ref_davis17(root)
     names = davis_split_videos(root, split)

@@ -24,7 +24,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data", default=None, help="dataset root (default: the config's data.root, "
                         "data_samples/synthetic for the presets)")
     parser.add_argument("--format", default=None, help="dataset format: ytvos (also the synthetic sets), mevis, "
-                        "davis, a2d, refcoco, refcoco+, refcocog (default: the config's data.format)")
+                        "davis, a2d, refcoco, refcoco+, refcocog, refcoco-all (default: the config's data.format)")
     parser.add_argument("--out", default=None, help="run folder for checkpoints, log.jsonl and config.json "
                         "(default: the config's train.out_dir, runs/tiny for the tiny preset)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")

@@ -102,6 +102,18 @@ def test_refcocog_uses_umd_refs_and_the_refer_toolkit_image_folder(tmp_path):
     assert len(records) == 2 and all(r.frame_paths[0].is_file() for r in records)
 
 
+def test_refcoco_union_reads_the_three_datasets_with_distinct_ids(tmp_path):
+    for dataset, split_by in (("refcoco", "unc"), ("refcoco+", "unc"), ("refcocog", "umd")):
+        write_refcoco(tmp_path, dataset, split_by)
+    records = read_dataset("refcoco-all", tmp_path, split="train")
+    assert [r.video_id for r in records] == [f"{d}_COCO_train2014_000000000009" for d in ("refcoco", "refcoco+",
+                                                                                          "refcocog")]
+    assert sum(len(r.expressions) for r in records) == 3 * 3
+    (tmp_path / "refcocog" / "refs(umd).p").unlink()
+    with pytest.raises(FileNotFoundError, match=r"refcocog/refs\(umd\)\.p"):
+        read_dataset("refcoco-all", tmp_path, split="train")
+
+
 def test_images_are_t1_clips_or_static_clips_in_the_dataset(tmp_path):
     write_refcoco(tmp_path)
     records = read_refcoco(tmp_path, "refcoco", "train")

@@ -62,7 +62,8 @@ def toy(command: str, roots: dict[str, Path], runs: Path) -> str:
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("datasets")
-    write_refcoco(base / "coco")
+    for dataset, split_by in (("refcoco", "unc"), ("refcoco+", "unc"), ("refcocog", "umd")):
+        write_refcoco(base / "coco", dataset, split_by)
     write_jhmdb(base / "jhmdb")
     return {"/data/coco": base / "coco", "/data/ref-youtube-vos": write_ytvos_release(base / "ytvos"),
             "/data/ref-davis17": REPO / "data_samples" / "davis", "/data/mevis": write_mevis(base / "mevis"),
@@ -108,7 +109,7 @@ def test_readme_commands_run_at_toy_size(executed):
     runs, done = executed
     assert len(done) == sum(not c.startswith("torchrun") for c in readme_commands())
     pre = json.loads((runs / "b16-refcoco" / "config.json").read_text())
-    assert pre["model"]["num_frames"] == 1 and pre["data"]["format"] == "refcoco"  # T=1 image pretraining
+    assert pre["model"]["num_frames"] == 1 and pre["data"]["format"] == "refcoco-all"  # T=1 image pretraining
     video = json.loads((runs / "b16-ytvos" / "config.json").read_text())
     assert video["train"]["init_from"] == str(runs / "b16-refcoco" / "last.pt")
     assert video["model"]["num_frames"] == 2

@@ -65,7 +65,7 @@ from rvoslib.data.records import (
     check_path_component,
 )
 from rvoslib.data.jhmdb import read_jhmdb_sentences
-from rvoslib.data.refcoco import read_refcoco, read_refcoco_plus, read_refcocog
+from rvoslib.data.refcoco import read_refcoco, read_refcoco_plus, read_refcoco_union, read_refcocog
 from rvoslib.io import IMAGE_EXTENSIONS, image_size
 
 logger = logging.getLogger(__name__)
@@ -763,6 +763,7 @@ READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "refcoco": read_refcoco,
     "refcoco+": read_refcoco_plus,
     "refcocog": read_refcocog,
+    "refcoco-all": read_refcoco_union,
 }
 
 FORMAT_ALIASES = {  # every accepted name -> its reader in READERS
@@ -772,7 +773,7 @@ FORMAT_ALIASES = {  # every accepted name -> its reader in READERS
     "davis": "ref-davis17", "ref-davis17": "ref-davis17", "refdavis": "ref-davis17",
     "a2d": "a2d-sentences", "a2d-sentences": "a2d-sentences",
     "jhmdb": "jhmdb-sentences", "jhmdb-sentences": "jhmdb-sentences",
-    "refcoco": "refcoco", "refcoco+": "refcoco+", "refcocog": "refcocog",
+    "refcoco": "refcoco", "refcoco+": "refcoco+", "refcocog": "refcocog", "refcoco-all": "refcoco-all",
 }
 
 

@@ -21,6 +21,9 @@ file stem); each sentence of each ref on it is an :class:`Expression` with ``obj
 (image pretraining), and a static clip of T repeated frames otherwise, which is how images
 are mixed with videos in joint training (``data.mix_root``).
 
+``read_refcoco_union`` (format ``refcoco-all``) reads the three together, as the paper's image
+pretraining uses them.
+
 Splits: refcoco / refcoco+ (unc) ``train``, ``val``, ``testA``, ``testB``; refcocog (umd)
 ``train``, ``val``, ``test``. ``split="valid"`` means ``val``.
 """
@@ -244,3 +247,20 @@ def read_refcoco_plus(root: PathLike, split: Optional[str] = "train", **kwargs: 
 def read_refcocog(root: PathLike, split: Optional[str] = "train", **kwargs: Any) -> list[VideoRecord]:
     """:func:`read_refcoco` with ``dataset="refcocog"`` (umd refs by default)."""
     return read_refcoco(root, "refcocog", split, **kwargs)
+
+
+def read_refcoco_union(root: PathLike, split: Optional[str] = "train", **kwargs: Any) -> list[VideoRecord]:
+    """RefCOCO, RefCOCO+ and RefCOCOg (default refs files) together, as the paper's image pretraining uses.
+
+    Each dataset's records keep their own sentences; ``video_id`` is prefixed with the dataset
+    (``refcoco+/COCO_train2014_...`` would not be one path component, so ``refcoco+_COCO...``)
+    so ids stay unique where an image appears in several datasets. A dataset whose folder is
+    missing is an error naming it. Note: images of one dataset's val/test may be in another's
+    train split; this reader does not remove them.
+    """
+    records = []
+    for dataset in REFCOCO_DATASETS:
+        for record in read_refcoco(root, dataset, split, **kwargs):
+            record.video_id = f"{dataset}_{record.video_id}"
+            records.append(record)
+    return records
