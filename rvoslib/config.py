@@ -150,7 +150,7 @@ class DataConfig:
     # joint training: a second dataset mixed into the training set (e.g. RefCOCO images, which become
     # static clips of T repeated frames); None = no mix
     mix_root: Optional[str] = None
-    mix_format: str = "refcoco"  # format of mix_root (any reader's format)
+    mix_format: str = "refcoco-all"  # format of mix_root (any reader's format; refcoco-all: RefCOCO/+/g)
     mix_split: str = "train"  # split of mix_root
     mix_fraction: float = 0.5  # share of training items drawn from mix_root, in [0, 1)
 

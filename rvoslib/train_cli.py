@@ -40,7 +40,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="start from the trained weights of CHECKPOINT (e.g. RefCOCO image pretraining; "
                              "same model but for model.num_frames); the optimizer and step start anew")
     parser.add_argument("--mix", default=None, metavar="ROOT",
-                        help="joint training: mix the dataset at ROOT (format data.mix_format, default refcoco) "
+                        help="joint training: mix the dataset at ROOT (format data.mix_format, default refcoco-all) "
                              "into the training set, data.mix_fraction (default 0.5) of the items")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable: --set train.lr=3e-4 "

@@ -114,7 +114,7 @@ def test_readme_commands_run_at_toy_size(executed):
     assert video["train"]["init_from"] == str(runs / "b16-refcoco" / "last.pt")
     assert video["model"]["num_frames"] == 2
     joint = json.loads((runs / "b16-joint" / "config.json").read_text())
-    assert joint["data"]["mix_root"] and joint["data"]["mix_format"] == "refcoco"
+    assert joint["data"]["mix_root"] and joint["data"]["mix_format"] == "refcoco-all"
     assert (runs / "b16-ytvos" / "submission" / "submission.zip").is_file()  # Ref-YouTube-VOS valid: no masks
     metrics = {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/eval-*/metrics.json")}
     assert "J&F" in metrics["eval-ref-davis17-valid"] and "J&F" in metrics["eval-mevis-valid_u"]
