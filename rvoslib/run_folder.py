@@ -228,12 +228,16 @@ def run_folder_lock(out_dir: Union[str, Path], enabled: bool = True) -> Iterator
 def _acquire(fd: int, path: Path) -> None:
     """Take the lock on the open lock file ``fd`` or raise; write this process as its owner."""
     previous = _read_owner(path)
+    locked = False
     if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
             raise _refuse(path, _read_owner(path)) from None
-    elif previous.get("host") == socket.gethostname() and pid_alive(previous.get("pid")) \
+        except OSError as err:  # e.g. a network file system without flock: the pid decides
+            logger.warning("cannot flock %s (%s); judging the lock by the pid it names", path, err)
+    if not locked and previous.get("host") == socket.gethostname() and pid_alive(previous.get("pid")) \
             and previous.get("pid") != os.getpid():
         raise _refuse(path, previous)
     if previous:

@@ -147,3 +147,27 @@ def test_read_log_names_the_file_and_line_of_a_damaged_middle_line(tmp_path):
     log.write_text('{"step": 1}\n{"step": 2, oops\n{"step": 3}\n')
     with pytest.raises(ValueError, match=r"log.jsonl' line 2 is not JSON"):
         read_log(log)
+
+
+def test_without_flock_a_live_pid_in_the_lock_file_refuses(tmp_path, monkeypatch):
+    import socket
+
+    from rvoslib import run_folder
+
+    def no_flock(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", no_flock)
+    out = tmp_path / "run"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (out / LOCK_NAME).write_text(json.dumps({"pid": live.pid, "host": socket.gethostname()}))
+        with pytest.raises(RunFolderLockedError, match=f"process {live.pid}"):
+            with run_folder_lock(out):
+                pass
+    finally:
+        live.stdin.close()
+        live.wait(timeout=30)
+    with run_folder_lock(out):  # its process is gone: taken over
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
