@@ -52,16 +52,6 @@ def test_a_failing_part_is_reported_and_the_check_goes_on():
     assert "CUDA out of memory" in results[0]["why"]
 
 
-@pytest.mark.slow
-def test_gpu_check_ddp_part_on_cpu(tmp_path):
-    cfg = gpu_check.check_config("clip-b16", tiny=True, size=None, frames=2, pretrained="none")
-    gpu_check.synthetic_batch(cfg, tmp_path / "data")
-    result = gpu_check.ddp_case(cfg, tmp_path / "data", tmp_path / "ddp", steps=2)
-    if torch.cuda.device_count() < 2:
-        assert result["backend"] == "gloo" and result["processes"] == 2
-    assert result["steps"] == 2
-
-
 def test_estimate_counts_flops_and_memory_linear_in_frames(tmp_path):
     from rvoslib.model import build_model
 

@@ -4,7 +4,7 @@ The commands are read from README.md itself and run in order with the same code 
 ``--preset clip-b16`` becomes the tiny preset with random CLIP weights and one step, the
 dataset roots become tiny fixtures in the published layouts (tests/layouts.py), ``runs/``
 a temporary folder, ``torchrun`` starts 2 CPU processes instead of 4 GPUs, and gpu_check
-runs ``--tiny``. A command added to the section is run here without any change to this file
+runs ``--tiny`` (with its DDP part). A command added to the section is run here without any change to this file
 (a new dataset root must be added to ``ROOTS``).
 """
 
@@ -26,7 +26,7 @@ from layouts import write_a2d, write_jhmdb, write_mevis, write_refcoco, write_yt
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Reproduce the paper"
 TOY_TRAIN = "--preset tiny --pretrained none --steps 1 --no-progress --set model.num_frames=2"
-TOY_GPU_CHECK = "--tiny --steps 1 --video-frames 8 --no-ddp"
+TOY_GPU_CHECK = "--tiny --steps 1 --video-frames 8"  # its DDP part included (gloo, 2 CPU processes)
 
 pytestmark = pytest.mark.slow
 
