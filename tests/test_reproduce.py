@@ -110,6 +110,8 @@ def test_readme_commands_run_at_toy_size(executed):
     assert len(done) == sum(not c.startswith("torchrun") for c in readme_commands())
     pre = json.loads((runs / "b16-refcoco" / "config.json").read_text())
     assert pre["model"]["num_frames"] == 1 and pre["data"]["format"] == "refcoco-all"  # T=1 image pretraining
+    pre_log = [json.loads(line) for line in (runs / "b16-refcoco" / "log.jsonl").read_text().splitlines()]
+    assert any("J&F" in r.get("val", {}) for r in pre_log)  # validated on the RefCOCO/+/g val images
     video = json.loads((runs / "b16-ytvos" / "config.json").read_text())
     assert video["train"]["init_from"] == str(runs / "b16-refcoco" / "last.pt")
     assert video["model"]["num_frames"] == 2
