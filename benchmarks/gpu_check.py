@@ -24,7 +24,8 @@ weights (the cost does not depend on them; the ``weights`` line says which).
 On a machine without CUDA every CUDA-only part (bf16 / fp16 training, the loss agreement, NCCL)
 is reported as skipped and the rest runs on the tiny preset at its own size, in seconds; so does
 ``--tiny`` anywhere (the test suite uses it). On one modern GPU the whole check takes a few
-minutes (budget: 8). The table is printed as Markdown; ``--out`` also writes it as JSON.
+minutes; a part that would start after ``BUDGET_S`` (7 minutes, ``--budget``) is skipped, so the
+check stays within about 8. The table is printed as Markdown; ``--out`` also writes it as JSON.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import torch
 LOSS_RTOL = 0.05  # bf16 / fp16 first-step loss vs fp32, relative
 CHECKPOINT_RTOL = 1e-4  # activation checkpointing recomputes the same fp32 forward
 VIDEO_FRAMES = 48  # frames of the segment_video check
+BUDGET_S = 420.0  # parts that would start later are skipped: the check ends within about 8 minutes
 PRECISIONS = ("fp32", "bf16", "fp16")
 AMP_OF = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
@@ -276,7 +278,7 @@ def estimate_step(preset: str, frames: Optional[int] = None, size: Optional[int]
 # ----------------------------------------------------------------------------- the check
 
 
-def attempt(name: str, results: list, fn: Callable[[], dict], skip: Optional[str] = None) -> Optional[dict]:
+def run_part(name: str, results: list, fn: Callable[[], dict], skip: Optional[str] = None) -> Optional[dict]:
     """Run one part into ``results`` (status ok / FAILED / skipped); returns its values or None."""
     if skip:
         results.append({"part": name, "status": "skipped", "why": skip})
@@ -293,15 +295,24 @@ def attempt(name: str, results: list, fn: Callable[[], dict], skip: Optional[str
 
 def run_check(preset: str = "clip-b16", tiny: bool = False, size: Optional[int] = None,
               frames: Optional[int] = None, steps: int = 3, pretrained: str = "auto",
-              video_frames: int = VIDEO_FRAMES, ddp: bool = True) -> dict[str, Any]:
-    """Run every part (see the module docstring); returns ``{"device", "config", "parts": [...]}``."""
+              video_frames: int = VIDEO_FRAMES, ddp: bool = True, budget_s: float = BUDGET_S) -> dict[str, Any]:
+    """Run every part (see the module docstring); returns ``{"device", "config", "parts": [...]}``.
+
+    A part that would start after ``budget_s`` seconds is skipped ("time budget"), so the check
+    ends in about that time plus one part, whatever the machine.
+    """
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     tiny = tiny or not cuda
-    cfg = check_config(preset, tiny, size, frames, pretrained)
-    no_cuda = None if cuda else "needs CUDA"
-    results: list[dict] = []
     started = time.perf_counter()
+    cfg = check_config(preset, tiny, size, frames, pretrained)
+    results: list[dict] = []
+
+    def attempt(name: str, fn: Callable[[], dict], skip: Optional[str] = None) -> Optional[dict]:
+        late = time.perf_counter() - started > budget_s
+        return run_part(name, results, fn, skip or (f"time budget ({budget_s:g} s) spent" if late else None))
+
+    no_cuda = None if cuda else "needs CUDA"
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         batch = synthetic_batch(cfg, Path(tmp) / "data")
         losses = {}
@@ -311,18 +322,18 @@ def run_check(preset: str = "clip-b16", tiny: bool = False, size: Optional[int] 
             skip = skip or ("no bf16 on this GPU" if bf16_missing else None)
             for checkpointing in (False, True):
                 name = f"train {precision}{' + activation checkpointing' if checkpointing else ''}"
-                values = attempt(name, results, lambda: train_case(cfg, batch, device, precision, checkpointing,
+                values = attempt(name, lambda: train_case(cfg, batch, device, precision, checkpointing,
                                                                    steps), skip)
                 if values:
                     losses[precision + (" + ckpt" if checkpointing else "")] = values["loss_first"]
         for case, rtol in (("bf16", LOSS_RTOL), ("fp16", LOSS_RTOL), ("fp32 + ckpt", CHECKPOINT_RTOL)):
             missing = no_cuda if case != "fp32 + ckpt" else None
             missing = missing or (None if case in losses and "fp32" in losses else f"no {case} or fp32 loss")
-            attempt(f"loss agreement {case} vs fp32 (rtol {rtol:g})", results,
-                    lambda: loss_agreement(losses, case, rtol), missing)
+            attempt(f"loss agreement {case} vs fp32 (rtol {rtol:g})", lambda: loss_agreement(losses, case, rtol),
+                    missing)
         if ddp:
-            attempt("ddp", results, lambda: ddp_case(cfg, Path(tmp) / "data", Path(tmp) / "ddp", steps))
-        attempt("segment_video", results, lambda: segment_case(cfg, device, video_frames))
+            attempt("ddp", lambda: ddp_case(cfg, Path(tmp) / "data", Path(tmp) / "ddp", steps))
+        attempt("segment_video", lambda: segment_case(cfg, device, video_frames))
     b = cfg.model.backbone
     return {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "gpus": torch.cuda.device_count(),
             "torch": torch.__version__, "wall_s": time.perf_counter() - started,
@@ -368,6 +379,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--pretrained", default="auto",
                         help="auto (the preset's weights if available, else random) | none | a tag or file")
     parser.add_argument("--no-ddp", action="store_true", help="skip the DDP part")
+    parser.add_argument("--budget", type=float, default=BUDGET_S,
+                        help=f"seconds after which the remaining parts are skipped (default: {BUDGET_S:g})")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--estimate", metavar="PRESET", default=None,
                         help="instead of the check: count one training step's FLOPs and memory for PRESET on "
@@ -382,7 +395,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             args.out.write_text(json.dumps(estimate, indent=1) + "\n", encoding="utf-8")
         return 0
     report = run_check(args.preset, args.tiny, args.size, args.frames, args.steps, args.pretrained,
-                       args.video_frames, ddp=not args.no_ddp)
+                       args.video_frames, ddp=not args.no_ddp, budget_s=args.budget)
     text = markdown(report)
     print(text)
     if args.out is not None:

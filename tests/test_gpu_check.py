@@ -44,9 +44,9 @@ def test_a_failing_part_is_reported_and_the_check_goes_on():
     def broken():
         raise RuntimeError("CUDA out of memory")
 
-    assert gpu_check.attempt("train fp32", results, broken) is None
-    assert gpu_check.attempt("segment_video", results, lambda: {"frames": 1}) == {"frames": 1}
-    assert gpu_check.attempt("ddp", results, broken, skip="needs CUDA") is None
+    assert gpu_check.run_part("train fp32", results, broken) is None
+    assert gpu_check.run_part("segment_video", results, lambda: {"frames": 1}) == {"frames": 1}
+    assert gpu_check.run_part("ddp", results, broken, skip="needs CUDA") is None
     assert [(r["part"], r["status"]) for r in results] == [
         ("train fp32", "FAILED"), ("segment_video", "ok"), ("ddp", "skipped")]
     assert "CUDA out of memory" in results[0]["why"]
@@ -65,3 +65,9 @@ def test_estimate_counts_flops_and_memory_linear_in_frames(tmp_path):
     assert estimate["step_tflop"] * 1e12 / 2 == pytest.approx(direct["flops"], rel=0.02)
     assert estimate["activations_gib_fp32"] * 2 ** 30 == pytest.approx(direct["saved_bytes"], rel=0.05)
     assert estimate["params_total"] == sum(p.numel() for p in model.parameters())
+
+
+def test_parts_past_the_time_budget_are_skipped():
+    report = gpu_check.run_check(tiny=True, steps=1, video_frames=4, ddp=False, budget_s=0)
+    assert report["parts"] and all(p["status"] == "skipped" for p in report["parts"])
+    assert any(p["why"].startswith("time budget") for p in report["parts"])
