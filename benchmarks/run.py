@@ -34,6 +34,10 @@ configuration below, ``--quick`` uses tiny sizes; ``settings`` holds both):
    from a synthetic set, against the bare ``encode_image`` forward + backward on the same B*T
    frames; training steps, clips and frames per minute, the data-loading share of a step, and the
    top ops of a profiled step.
+7. ``streaming`` (``streaming.py``): peak memory of ``rvoslib segment`` (streamed window by window:
+   mp4 overlay and mask PNGs written as it goes) on a generated 100-frame and 2000-frame video of
+   the same size (320 x 240), each in a fresh subprocess, side by side with their ratio (target:
+   about equal), and of ``segment_video`` (which returns every mask) for contrast.
 
 Method:
 
@@ -75,13 +79,15 @@ from benchmarks.checkpointing import section_train  # noqa: E402
 from benchmarks.common import REPO, cpu_name  # noqa: E402
 from benchmarks.cube import section_cube  # noqa: E402
 from benchmarks.memory import WORKER_TAG, worker  # noqa: E402
+from benchmarks.streaming import section_streaming  # noqa: E402
 from benchmarks.throughput import section_data, section_inference  # noqa: E402
 from benchmarks.tiny_train import section_tiny_train  # noqa: E402
 
-SECTIONS = ("adaptation", "cube", "train", "inference", "data", "tiny-train")
+SECTIONS = ("adaptation", "cube", "train", "inference", "data", "tiny-train", "streaming")
 PER_DEVICE = ("adaptation", "cube", "train", "inference", "tiny-train")  # also run on the GPU when there is one
 SECTION_FUNCTIONS = {"adaptation": section_adaptation, "cube": section_cube, "train": section_train,
-                     "inference": section_inference, "tiny-train": section_tiny_train}
+                     "inference": section_inference, "tiny-train": section_tiny_train,
+                     "streaming": section_streaming}
 
 
 def settings(quick: bool) -> dict:
@@ -96,6 +102,7 @@ def settings(quick: bool) -> dict:
             "inference": {"presets": ["tiny"], "max_frames": 8, "repeats": 1},
             "data": {"presets": ["tiny"], "clips": 6, "workers": [0, 2], "repeats": 1},
             "tiny-train": {"preset": "tiny", "videos": 4, "repeats": 2},
+            "streaming": {"frames": [8, 24], "size": [48, 32], "repeats": 1},
         }
     return {
         "adaptation": {"preset": "clip-b16", "size": 352, "frames": 6, "repeats": 4},
@@ -106,6 +113,7 @@ def settings(quick: bool) -> dict:
         "inference": {"presets": ["tiny", "clip-b16"], "max_frames": None, "repeats": 2},
         "data": {"presets": ["tiny", "clip-b16"], "clips": 24, "workers": [0, 2], "repeats": 2},
         "tiny-train": {"preset": "tiny", "videos": 16, "repeats": 6},
+        "streaming": {"frames": [100, 2000], "size": [320, 240], "repeats": 1},
     }
 
 

@@ -349,14 +349,16 @@ def segment_video(video: Any, sentences: Union[str, Sequence[str]], model: Any, 
     texts, model, device, window = _prepare(texts, model, window, threshold, device, pretrained)
     opened = open_video(video, stride, max_frames)
     timing: dict = {}
-    parts = list(_windows(opened, texts, model, device, window, dtype=dtype, threshold=threshold,
-                          return_logits=return_logits, batch_size=batch_size, progress=progress, timing=timing))
-    for part in parts:
-        part.frames = None  # the result keeps masks, not frames
+    masks, logits, names, indices = [], [], [], []
+    for part in _windows(opened, texts, model, device, window, dtype=dtype, threshold=threshold,
+                         return_logits=return_logits, batch_size=batch_size, progress=progress, timing=timing):
+        masks.append(part.masks)  # the frames are not kept
+        logits.append(part.logits)
+        names += part.names
+        indices += part.indices
     result = SegmentationResult(
-        masks=np.concatenate([p.masks for p in parts], axis=1), sentences=texts,
-        frame_names=[n for p in parts for n in p.names], frame_indices=[i for p in parts for i in p.indices],
-        logits=np.concatenate([p.logits for p in parts], axis=1) if return_logits else None,
+        masks=_join(masks), sentences=texts, frame_names=names, frame_indices=indices,
+        logits=_join(logits) if return_logits else None,
         threshold=threshold, window=window, source=opened.source, stride=stride, max_frames=max_frames,
         source_fps=opened.fps, timing=timing,
     )
@@ -366,6 +368,17 @@ def segment_video(video: Any, sentences: Union[str, Sequence[str]], model: Any, 
                 result.num_frames, result.frame_size[1], result.frame_size[0], len(texts),
                 timing["inference_s"], timing["frames_per_second"], timing["device"])
     return result
+
+
+def _join(parts: list) -> np.ndarray:
+    """Concatenate (K, n_i, H, W) windows along frames, freeing each window as it is copied."""
+    out = np.empty((parts[0].shape[0], sum(p.shape[1] for p in parts), *parts[0].shape[2:]), parts[0].dtype)
+    position = 0
+    while parts:
+        part = parts.pop(0)
+        out[:, position:position + part.shape[1]] = part
+        position += part.shape[1]
+    return out
 
 
 def segment_to_files(video: Any, sentences: Union[str, Sequence[str]], model: Any, *,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rvoslib.io import IMAGE_EXTENSIONS, count_video_frames, iter_video
+from rvoslib.video_decode import video_fps
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +97,11 @@ def probe_fps(path: PathLike) -> Optional[float]:
     if path.is_dir():
         return None
     try:
-        import imageio.v2 as imageio
-
-        with contextlib.closing(imageio.get_reader(str(path))) as reader:
-            meta = reader.get_meta_data()
-        fps = meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else None)
-        return float(fps) if fps and math.isfinite(float(fps)) and fps > 0 else None
+        fps = video_fps(path)
     except Exception as error:  # noqa: BLE001 - the frame rate is a nicety
         logger.debug("no frame rate for %s: %s", path, error)
         return None
+    return float(fps) if fps and math.isfinite(float(fps)) and fps > 0 else None
 
 
 @dataclass

@@ -189,13 +189,14 @@ def read_video(
     return read_video_file(path, stride, max_frames)
 
 
-def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None,
-               chunk: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+def iter_video(path: str | os.PathLike, stride: int = 1,
+               max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Stream a video, frame by frame: yields ``(name, (H, W, 3) uint8)``.
 
-    Same frames and names as :func:`read_video`, but only ``chunk`` decoded frames are held at a
-    time, so memory does not grow with the video's length. A frame of another size than the
-    first is an error naming it.
+    Same frames and names as :func:`read_video`, but decoded one at a time as they are asked for
+    (a video file through an ffmpeg pipe: :func:`rvoslib.video_decode.iter_video_file`), so memory
+    does not grow with the video's length. A frame of another size than the first is an error
+    naming it.
     """
     check_sampling(stride, max_frames)
     path = Path(path)
@@ -212,7 +213,7 @@ def iter_video(path: str | os.PathLike, stride: int = 1, max_frames: int | None 
                                  f"frame is {first[0]} x {first[1]}")
             yield paths[i].stem, frame
         return
-    yield from iter_video_file(path, stride, max_frames, chunk)
+    yield from iter_video_file(path, stride, max_frames)
 
 
 def count_video_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None) -> int | None:

@@ -155,29 +155,42 @@ def _pick_with_imageio(path: Path, wanted: list[int]) -> np.ndarray:
     return np.stack(frames)
 
 
-def iter_video_file(path: Path, stride: int, max_frames: int | None, chunk: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Decode a video file chunk by chunk with decord (imageio-ffmpeg when decord cannot open it)."""
-    try:
-        import torch  # noqa: F401  - decord must be imported after torch to avoid a known crash
+def iter_video_file(path: Path, stride: int, max_frames: int | None) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream a video file frame by frame through an ffmpeg pipe (imageio-ffmpeg); GIF through Pillow.
 
-        import decord
-
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-        indices = selected_indices(len(reader), stride, max_frames)
-    except Exception as error:  # noqa: BLE001 - decord missing or unable to open the file
-        logger.debug("decord cannot open %s (%s); streaming with imageio", path, error)
+    ffmpeg decodes only as fast as frames are taken (the pipe holds about one frame), so memory
+    stays flat whatever the length, and closing the generator stops ffmpeg. decord is not used
+    here: its threaded decoder reads ahead into memory while the consumer is busy (with a model
+    between frames it held a whole 2000-frame video).
+    """
+    if path.suffix.lower() == ".gif":
         yield from _iter_with_imageio(path, stride, max_frames)
         return
-    if not indices:
+    import imageio_ffmpeg
+
+    try:
+        frames = imageio_ffmpeg.read_frames(str(path))
+        meta = next(frames)
+        width, height = (int(v) for v in meta["size"])
+    except Exception as error:  # noqa: BLE001 - ffmpeg cannot open the file
+        raise ValueError(f"cannot decode video file {path} (corrupt or unsupported): {error}") from error
+    count = 0
+    try:
+        for index, raw in enumerate(frames):
+            if index % stride:
+                continue
+            if len(raw) != height * width * 3:
+                raise ValueError(f"frame {index} has {len(raw)} bytes, expected {height} x {width} x 3")
+            yield f"{index:05d}", np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3).copy()
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                return
+    except (RuntimeError, OSError, ValueError) as error:
+        raise ValueError(f"cannot decode video file {path} after {count} frames (corrupt?): {error}") from error
+    finally:
+        frames.close()
+    if count == 0:
         raise ValueError(f"cannot decode video file {path}: the video has no frames")
-    for start in range(0, len(indices), chunk):
-        part = indices[start:start + chunk]
-        try:
-            frames = reader.get_batch(part).asnumpy()
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"cannot decode video file {path} at frame {part[0]} (corrupt?): {error}") from error
-        for index, frame in zip(part, frames):
-            yield f"{index:05d}", frame_to_rgb(frame)
 
 
 def _iter_with_imageio(path: Path, stride: int, max_frames: int | None) -> Iterator[tuple[str, np.ndarray]]:
@@ -198,3 +211,29 @@ def _iter_with_imageio(path: Path, stride: int, max_frames: int | None) -> Itera
                 return
     if count == 0:
         raise ValueError(f"cannot decode video file {path}: the video has no frames")
+
+
+def video_fps(path: Path) -> float | None:
+    """Frame rate from the file's header: decord, else ffmpeg's header (imageio-ffmpeg, its process
+    stopped at once), else the GIF frame duration (Pillow)."""
+    try:
+        import torch  # noqa: F401  - decord after torch
+
+        import decord
+
+        return float(decord.VideoReader(str(path), ctx=decord.cpu(0)).get_avg_fps())
+    except Exception as error:  # noqa: BLE001 - try the next reader
+        logger.debug("decord has no frame rate for %s: %s", path, error)
+    if Path(path).suffix.lower() != ".gif":
+        import imageio_ffmpeg
+
+        frames = imageio_ffmpeg.read_frames(str(path))
+        try:
+            return next(frames).get("fps")  # the first item is the header; no frame is decoded
+        finally:
+            frames.close()
+    import imageio.v2 as imageio
+
+    with contextlib.closing(imageio.get_reader(str(path))) as reader:
+        duration = reader.get_meta_data().get("duration")
+    return 1000.0 / duration if duration else None

@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-SECTIONS = ("adaptation", "cube", "train", "inference", "data", "tiny-train")
+SECTIONS = ("adaptation", "cube", "train", "inference", "data", "tiny-train", "streaming")
 
 
 @pytest.mark.slow
@@ -38,6 +38,7 @@ def test_quick_benchmark_runs(tmp_path):
     assert results["sections"]["inference"]["tiny"]["fps_model"] > 0
     assert all(v["clips_per_s"] > 0 for v in results["sections"]["data"]["loading"].values())
     check_tiny_train(results)
+    check_streaming(results["sections"]["streaming"], [8, 24])
 
 
 def check_tiny_train(results):
@@ -67,3 +68,25 @@ def test_bad_section_is_rejected():
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sections", "adaptation,bogus"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown sections ['bogus']" in proc.stderr
+
+
+def check_streaming(section, lengths):
+    """Section 7: each mode segmented every frame of each generated video and reports both peaks."""
+    for mode, per_length in section["modes"].items():
+        for n in lengths:
+            run = per_length[str(n)]
+            assert "error" not in run, run
+            assert run["frames"] == n and run["rss_mib"] >= 0 and run["traced_mib"] > 0
+        short, long = per_length[str(lengths[0])], per_length[str(lengths[-1])]
+        for key in ("rss_mib", "traced_mib"):
+            assert per_length[f"{key}_ratio"] == pytest.approx(long[key] / short[key])
+
+
+def test_streaming_section_at_tiny_size(tmp_path):
+    from benchmarks.streaming import section_streaming
+
+    section, rows = section_streaming({"frames": [4, 12], "size": [40, 24], "modes": ["stream"]}, None, 1,
+                                      work=tmp_path)
+    check_streaming(section, [4, 12])
+    assert [row[0] for row in rows] == ["7", "7"] and "4 vs 12 frames of 40x24" in rows[0][1]
+    assert list(tmp_path.iterdir()) == []  # generated videos and outputs are cleaned up

@@ -195,21 +195,19 @@ def test_read_video_frames_stops_after_the_last_wanted_frame(samples, monkeypatc
 
 
 @pytest.mark.parametrize("kind", ["mp4", "folder"])
-def test_iter_video_streams_the_same_frames_as_read_video(samples, kind, monkeypatch):
+def test_iter_video_streams_the_same_frames_as_read_video(samples, kind):
     from rvoslib.io import count_video_frames, iter_video
 
     path = samples / ("blackswan.mp4" if kind == "mp4" else BLACKSWAN + "/JPEGImages")
     frames, names = read_video(path, stride=2, max_frames=4)
-    streamed = list(iter_video(path, stride=2, max_frames=4, chunk=3))
+    streamed = list(iter_video(path, stride=2, max_frames=4))
     assert [n for n, _ in streamed] == names
     assert np.array_equal(np.stack([f for _, f in streamed]), frames)
     assert count_video_frames(path, stride=2, max_frames=4) == 4
-    if kind == "mp4":  # the imageio fallback streams the same
-        import decord
-
-        monkeypatch.setattr(decord, "VideoReader", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no")))
-        again = list(iter_video(path, stride=2, max_frames=4))
-        assert [n for n, _ in again] == names and np.array_equal(np.stack([f for _, f in again]), frames)
+    if kind == "mp4":  # stopping early stops ffmpeg: no decoding of the rest
+        stream = iter_video(path)
+        assert next(stream)[0] == "00000"
+        stream.close()
 
 
 def test_iter_video_names_a_frame_of_another_size(tmp_path):
