@@ -30,7 +30,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from rvoslib.config import Config
+from rvoslib.config import Config, check_config
 from rvoslib.runtime import find_sample
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
 
     state = load_checkpoint(path)
     try:
-        cfg = config_of(state)
+        cfg = check_config(config_of(state), where="config")  # types and ranges, as for --set
     except (TypeError, ValueError) as error:
         raise CheckpointFormatError(f"checkpoint {str(path)!r} holds a config this rvoslib cannot read: "
                                     f"{error}") from None

@@ -128,12 +128,27 @@ def test_checkpoint_missing_entries_name_the_file(tmp_path, changes, words):
     assert str(path) in message and all(word in message for word in words), message
 
 
-def test_checkpoint_with_unreadable_config_names_the_file(tmp_path):
+@pytest.mark.parametrize("section, key, value, words", [
+    ("train", "nope", 1, ["nope"]),
+    ("model", "num_frames", "four", ["model.num_frames", "integer"]),
+    ("model", "num_frames", 0, ["model.num_frames", ">= 1"]),
+])
+def test_checkpoint_with_unreadable_config_names_the_file(tmp_path, section, key, value, words):
     bad = get_preset("tiny").to_dict()
-    bad["train"]["nope"] = 1
+    bad[section][key] = value
     path = fake_checkpoint(tmp_path / "odd.pt", config=bad)
-    with pytest.raises(CheckpointFormatError, match="odd.pt.*nope"):
+    with pytest.raises(CheckpointFormatError) as info:
         model_from_checkpoint(path)
+    assert "odd.pt" in str(info.value) and all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_shipped_checkpoint_config_passes_the_checks(samples):
+    from rvoslib.checkpoint import config_of
+
+    shipped = sorted((samples / "tiny_rvos").glob("*.pt"))
+    assert shipped
+    for path in shipped:
+        assert check_config(config_of(load_checkpoint(path)))
 
 
 def test_segment_cli_names_a_checkpoint_without_model(tmp_path, capsys):
