@@ -427,8 +427,9 @@ if valid:
 #    sixth step) use? Check with `t.lr * rho(5, 20, t.lr_milestones, t.lr_gamma, t.steps)` and with
 #    `rvoslib.schedule.lr_factor(5, t)`.
 # 2. **Change one config field.** Set `cfg.train.lr_milestones = (0.5,)` and `cfg.train.steps = 80` in a
-#    new temporary run folder, train, and check in its `log.jsonl` that the learning rate drops 10x at
-#    step 41 (the first step at or after `round(0.5 * 80) = 40` in 0-based counting).
+#    new temporary run folder, train, and find in its `log.jsonl` the first line whose learning rate is
+#    10x lower. Predict it first: the 0-based step 40 = `round(0.5 * 80)` is the first decayed one, and
+#    a line at step $s$ records step $s - 1$, every `log_every` = 10 steps.
 # 3. **Re-derive.** At which logged step does the base learning rate first reach `t.lr`? Predict it from
 #    $\rho$ (the warm-up ends when $s + 1 = w$; log lines come every `t.log_every` steps and record step
 #    $s - 1$), then check with `next(r["step"] for r in train_lines if r["lr"]["base"] == t.lr)`.
