@@ -27,6 +27,8 @@ Segment the object each sentence refers to in every frame of a video, and write 
 overlay (mp4, GIF or a folder of PNGs) and/or the masks as PNGs. With --panels the
 overlay has one labelled panel per sentence, side by side. The video is a frames folder, a
 DAVIS sequence folder (with JPEGImages/) or a video file. Needs a trained checkpoint.
+The video is read, segmented and written window by window, so a long video needs no more
+memory than a short one.
 
 examples:
   rvoslib segment data_samples/davis/blackswan "a black feathered swan" --checkpoint runs/x/best.pt --out swan.mp4
@@ -78,7 +80,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     add_inference_options(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="overlay to write: .mp4, .gif, or a path without extension for a folder of one PNG "
-                             "per frame (default: <video name>_segmented.mp4 unless --masks is given)")
+                             "per frame (default: <video name>_segmented.mp4 unless --masks is given); written as "
+                             "the video is segmented, it replaces an earlier file only once complete; a path that "
+                             "is, holds or lies inside an input is refused")
     parser.add_argument("--panels", action="store_true",
                         help="write one panel per sentence side by side instead of one frame with every mask: "
                              "each panel shows that sentence's mask in its own bright colour, outlined, with the "
@@ -89,7 +93,10 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
                              f"are never shrunk (default: {DEFAULT_PANEL_SIZE})")
     parser.add_argument("--no-frame-counter", dest="frame_counter", action="store_false",
                         help="with --panels: leave out the 'frame t / T' line under the panels")
-    parser.add_argument("--masks", type=Path, default=None, help="folder for the mask PNGs (<k>/<frame>.png)")
+    parser.add_argument("--masks", type=Path, default=None,
+                        help="folder for the mask PNGs (<k>/<frame>.png) and sentences.json; an earlier mask output "
+                             "there is replaced once the new one is complete (a folder holding anything else is "
+                             "refused)")
     parser.add_argument("--fps", type=float, default=None, help="overlay frame rate (default: the source's, else 10)")
     parser.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default: 1)")
     parser.add_argument("--max-frames", type=int, default=None, help="segment at most this many frames")

@@ -566,3 +566,17 @@ def test_streamed_segmentation_memory_does_not_grow_with_video_length(tmp_path):
     in_memory = {name: peak_traced_bytes(lambda v=video: segment_video(v, ["a", "b"], stub, progress=False))
                  for name, video in (("short", short), ("long", long))}
     assert in_memory["long"] - in_memory["short"] >= 2 * 56 * 96 * 128  # K=2 bool masks of 56 more frames
+
+
+def test_save_masks_replaces_only_an_earlier_mask_output(tmp_path):
+    frames = np.zeros((2, 10, 14, 3), dtype=np.uint8)
+    result = stub_result(frames)
+    out = save_masks(result, tmp_path / "masks")
+    (out / "0" / "stale.png").write_bytes(b"")
+    save_masks(result, out)  # an earlier mask output is replaced as a whole
+    assert sorted(p.name for p in (out / "0").iterdir()) == ["00000.png", "00001.png"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        save_masks(result, out)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]  # no temporary folder left
