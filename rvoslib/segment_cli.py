@@ -168,5 +168,6 @@ def run_segment(args: argparse.Namespace) -> int:
     for sentence, share in zip(summary.sentences, summary.coverage):
         logger.info("%5.1f%% of the pixels: %r", 100 * share, sentence)
     for kind, path in summary.outputs.items():
-        logger.info("wrote %s %s", "masks to" if kind == "masks" else kind, path)
+        if kind != "masks":  # the mask writer logged its own line
+            logger.info("wrote %s %s", kind, path)
     return 0
