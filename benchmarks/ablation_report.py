@@ -74,8 +74,13 @@ def markdown_report(study: dict) -> str:
               f"({', '.join(f'{val.get(k, 0)} {k}' for k in KINDS)} expressions). "
               f"Study wall time {study['wall_s'] / 60:.1f} min on {study['machine']['logical_cpus']} CPU cores "
               f"({study['workers']} runs at a time, {study['threads']} thread each)")
+    cpu_min = sum(r.get("train_cpu_s", 0.0) for r in study["runs"]) / 60
+    header += f"; training CPU time of all runs {cpu_min:.0f} min"
     reused = study.get("reused_runs", 0)
     header += f"; {reused} of {len(study['runs'])} runs were reused from an earlier invocation." if reused else "."
+    if study.get("missing_runs"):
+        header += (f" **Partial study: {len(study['missing_runs'])} planned run(s) had not finished and are "
+                   f"left out** ({', '.join(study['missing_runs'])}).")
     parts = [header, markdown_table(study["variants"], study.get("reference"))]
     if study.get("controls"):
         parts.append(markdown_controls(study["controls"]))

@@ -130,10 +130,10 @@ CONTROLS = (
 class Settings:
     """Everything that fixes the study's numbers (saved with every run to detect stale results)."""
 
-    steps: int = 700
+    steps: int = 500
     seeds: tuple = (0, 1, 2)
     train_videos: int = 1000
-    val_videos: int = 80
+    val_videos: int = 60
     data_seed: int = 1  # train videos use this seed, validation videos this seed + 1
     history_training: str = "two-step"
     preset: str = "tiny"
@@ -290,10 +290,11 @@ def finished_result(run_dir: Path, settings: Settings) -> Optional[dict]:
     return result if result.get("settings") == settings.to_dict() else None
 
 
-def run_all(jobs: list[dict], workers: int, settings: Settings) -> tuple[list[dict], int]:
-    """Run the jobs not already finished in ``workers`` spawned processes.
+def run_all(jobs: list[dict], workers: int, settings: Settings, train: bool = True) -> tuple[list[dict], int]:
+    """Run the jobs not already finished in ``workers`` spawned processes (none with ``train=False``).
 
-    Returns every job's result (in ``jobs`` order) and how many were reused, not trained.
+    Returns the results of every finished job (in ``jobs`` order; all of them unless ``train`` is
+    False) and how many were reused, not trained.
     """
     from tqdm.auto import tqdm
 
@@ -306,6 +307,9 @@ def run_all(jobs: list[dict], workers: int, settings: Settings) -> tuple[list[di
             todo.append(job)
     if results:
         log.info("reusing %d finished run(s) from %s", len(results), Path(jobs[0]["run_dir"]).parent)
+    if not train:
+        log.info("training nothing: %d run(s) not finished are left out", len(todo))
+        todo = []
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, \
             tqdm(total=len(todo), desc="ablation runs", unit="run") as bar:
@@ -317,7 +321,7 @@ def run_all(jobs: list[dict], workers: int, settings: Settings) -> tuple[list[di
             log.info("%-22s seed %d: J&F %.3f (motion %.3f) in %.0f s", result["variant"], result["seed"],
                      result["metrics"].get("J&F", math.nan), result["metrics"].get("J&F/motion", math.nan),
                      result["train_s"])
-    return [results[(job["variant"], job["seed"])] for job in jobs], len(jobs) - len(todo)
+    return [results[key] for key in ((j["variant"], j["seed"]) for j in jobs) if key in results], len(results) - len(todo)
 
 
 # =============================================================================== conclusions
@@ -375,6 +379,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="JSON results (default benchmarks/ablations.json; WORK/ablations.json with --quick)")
     parser.add_argument("--markdown", type=Path, default=None, help="markdown report (default: --out with .md)")
     parser.add_argument("--figure", type=Path, default=None, help="bar chart (default: --out with .png)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: the study of the runs already finished in --work (a partial study "
+                             "lists the runs it lacks)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite the markdown report and the figure from the --out JSON")
     args = parser.parse_args(argv)
@@ -421,7 +428,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     jobs = [{"variant": v, "seed": seed, "settings": settings.to_dict(), "data_root": str(data_root),
              "run_dir": str(args.work / "runs" / run_dir_name(v, seed)), "threads": args.threads}
             for seed in settings.seeds for v in names]  # seed-major: a partial study covers every variant
-    results, reused = run_all(jobs, args.workers, settings)
+    results, reused = run_all(jobs, args.workers, settings, train=not args.finished_only)
+    if not results:
+        raise SystemExit(f"no finished run in {args.work / 'runs'}: nothing to report")
+    missing = [f"{j['variant']} seed {j['seed']}" for j in jobs
+               if (j["variant"], j["seed"]) not in {(r["variant"], r["seed"]) for r in results}]
     variants = collect(results)
     reference = motion_blind_reference(data_root)
     controls, verdicts = conclude(variants, reference)
@@ -437,6 +448,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "summary": {name: {m: mean_std(v) for m, v in metrics.items()} for name, metrics in variants.items()},
         "controls": controls,
         "verdicts": verdicts,
+        "missing_runs": missing,
         "runs": results,
     }
     write_text(args.out, json.dumps(study, indent=1) + "\n")
