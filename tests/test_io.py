@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ from rvoslib import video_decode
 from rvoslib.io import DAVIS_PALETTE, read_mask, read_video, write_mask, write_video
 
 BLACKSWAN = "davis/blackswan"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_palette_matches_davis_annotation(samples):
@@ -217,3 +223,40 @@ def test_iter_video_names_a_frame_of_another_size(tmp_path):
     write_image(tmp_path / "00001.png", np.zeros((4, 6, 3), np.uint8))
     with pytest.raises(ValueError, match=r"00001\.png is 4 x 6"):
         list(iter_video(tmp_path))
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
+def test_streaming_an_mp4_to_a_slow_consumer_does_not_read_ahead(tmp_path):
+    """iter_video holds about one frame however slowly frames are taken. (decord's threaded decoder,
+    used here before, read ahead into memory: 123 MiB of a 600-frame 320 x 240 video.)"""
+    script = textwrap.dedent(f"""
+        import time
+        import numpy as np
+        from rvoslib.io import iter_video
+        from rvoslib.writers import open_frame_writer
+
+        path = {str(tmp_path / "long.mp4")!r}
+        base = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        with open_frame_writer(path, 25) as writer:
+            for t in range(600):
+                writer.append(np.roll(base, 3 * t, axis=1))
+
+        def kib(field):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+        stream = iter_video(path)
+        for _ in range(10):
+            next(stream)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak-RSS counter
+        start = kib("VmRSS")
+        for _ in stream:
+            time.sleep(0.003)  # a slow consumer, as a model between windows is
+        print((kib("VmHWM") - start) / 1024)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    growth_mib = float(done.stdout.strip().splitlines()[-1])
+    assert growth_mib < 20, growth_mib  # the 590 frames streamed after the reset are 130 MiB
