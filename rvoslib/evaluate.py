@@ -58,7 +58,8 @@ from rvoslib.inference import (
     resolve_model,
     segment_frames,
 )
-from rvoslib.io import atomic_path, write_mask
+from rvoslib.io import atomic_path, write_mask, write_text
+from rvoslib.outputs import check_output_path
 from rvoslib.metrics import ObjectResult, a2d_metrics, evaluate_object, statistics, summarize
 
 logger = logging.getLogger(__name__)
@@ -520,7 +521,7 @@ def evaluate_dataset(model_or_checkpoint: Any, root: PathLike, format: str = "yt
     results = {**results, "format": format, "split": split, "num_videos": len(records)}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+        write_text(out / "metrics.json", json.dumps(results, indent=2, default=str))  # atomic; a failure names the file
     return results
 
 
@@ -610,6 +611,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     format = canonical_format(args.format or cfg.data.format)
     split = args.split or cfg.data.val_split
     out = args.out if args.out is not None else checkpoint.parent / f"eval-{format}-{split}"
+    check_output_path(out, [root, checkpoint], "--out")  # never write over (or into) the data or the checkpoint
     results = evaluate_dataset(model, root, format, split, out, device=device, window=args.window,
                                threshold=args.threshold, dtype=parse_dtype(args.dtype, device),
                                batch_size=args.batch_size, max_videos=args.max_videos, progress=args.progress)

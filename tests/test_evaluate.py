@@ -297,3 +297,28 @@ def test_cli_evaluate_defaults_and_errors(tiny_checkpoint, tmp_path):
     assert (tmp_path / "run/eval-ref-davis17-valid/metrics.json").is_file()  # split from the config
     with pytest.raises(ValueError, match="needs a trained checkpoint.*rvoslib train"):
         run_evaluate(evaluate_parser().parse_args(["--data", str(SAMPLES / "synthetic")]))
+
+
+def test_evaluate_refuses_an_out_folder_that_is_the_data_or_holds_the_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    from rvoslib.data.synthetic import write_synthetic_dataset
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data / "valid", 1, seed=0, split="valid")
+    before = sorted(p.name for p in (data / "valid").iterdir())
+    ckpt_dir = tmp_path / "run"
+    ckpt_dir.mkdir()
+    import shutil
+
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "data_samples/tiny_rvos/rvos-tiny-synthetic.pt",
+                    ckpt_dir / "best.pt")
+    weights = (ckpt_dir / "best.pt").read_bytes()
+    for out in (data, ckpt_dir):
+        proc = subprocess.run([sys.executable, "-m", "rvoslib.cli", "evaluate", "--checkpoint", str(ckpt_dir / "best.pt"),
+                               "--data", str(data), "--format", "ytvos", "--split", "valid", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "--out" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in (data / "valid").iterdir()) == before
+    assert (ckpt_dir / "best.pt").read_bytes() == weights and sorted(p.name for p in ckpt_dir.iterdir()) == ["best.pt"]
