@@ -302,6 +302,20 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 }
 
 
+# string fields with a fixed set of values; each set is also defined where it is used
+# (tests/test_cli_errors.py checks that the two agree), but an override is checked here, at once
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.vision.capture_time_code": ("learned", "sine", "none"),
+    "model.vision.capture_placement": ("attention", "after-mlp"),
+    "model.spatiotemporal.attention": ("cube-frame", "full", "frame", "cube", "shifted-cube"),
+    "model.spatiotemporal.decoder_words": ("fused", "text"),
+    "loss.mask_loss": ("bce", "focal"),
+    "loss.dice_per": ("clip", "frame"),
+    "train.amp": ("auto", "bf16", "fp16", "none"),
+    "train.history_training": ("off", "one-step", "two-step"),
+}
+
+
 def check_field(cls: type, name: str, value: Any, key: str, raw: Optional[str] = None) -> Any:
     """``value`` for field ``name`` of the config dataclass ``cls``, checked against its type.
 
@@ -343,6 +357,8 @@ def check_field(cls: type, name: str, value: Any, key: str, raw: Optional[str] =
         if not isinstance(value, tuple):
             raise ValueError(f"{key} expects a tuple such as (1, 2), got {shown}")
     _check_range(key, value, shown)
+    if key in FIELD_CHOICES and value not in FIELD_CHOICES[key]:
+        raise ValueError(f"{key} must be one of {list(FIELD_CHOICES[key])}, got {shown}")
     return value
 
 

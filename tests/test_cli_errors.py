@@ -170,3 +170,34 @@ def test_train_cli_names_a_malformed_config_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and str(path) in err and "not valid JSON" in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override", ["loss.mask_loss=dice", "loss.dice_per=video", "train.amp=fp8",
+                                      "model.spatiotemporal.attention=foo", "model.vision.capture_time_code=x",
+                                      "model.vision.capture_placement=before", "train.history_training=yes",
+                                      "model.spatiotemporal.decoder_words=both"])
+def test_a_value_outside_a_fields_choices_names_the_key_and_the_choices(override):
+    key, value = override.split("=")
+    with pytest.raises(ValueError, match=rf"{key} must be one of \[.*\], got {value}"):
+        apply_overrides(get_preset("tiny"), [override])
+
+
+def test_the_config_choices_are_the_ones_the_code_accepts():
+    from rvoslib.config import FIELD_CHOICES
+    from rvoslib.spatiotemporal import ATTENTION_MODES, DECODER_WORDS
+    from rvoslib.time_code import TIME_CODES
+    from rvoslib.train_step import AMP_MODES, HISTORY_MODES
+    from rvoslib.vision_encoder import CAPTURE_PLACEMENTS
+
+    assert FIELD_CHOICES["model.spatiotemporal.attention"] == ATTENTION_MODES
+    assert FIELD_CHOICES["model.spatiotemporal.decoder_words"] == DECODER_WORDS
+    assert FIELD_CHOICES["model.vision.capture_time_code"] == TIME_CODES
+    assert FIELD_CHOICES["model.vision.capture_placement"] == CAPTURE_PLACEMENTS
+    assert FIELD_CHOICES["train.amp"] == AMP_MODES
+    assert FIELD_CHOICES["train.history_training"] == HISTORY_MODES
+    for key in FIELD_CHOICES:  # every preset's value is one of the choices
+        for preset in ("tiny", "clip-b16", "clip-l14"):
+            node = get_preset(preset)
+            for part in key.split("."):
+                node = getattr(node, part)
+            assert node in FIELD_CHOICES[key], (preset, key, node)
