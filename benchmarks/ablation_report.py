@@ -22,14 +22,17 @@ def _cell(values: Optional[list], digits: int = 3) -> str:
 
 
 def markdown_table(variants: dict[str, dict[str, list[float]]], reference: Optional[dict] = None) -> str:
-    """The results table: J&F overall and per kind (mean ± std over seeds), train time per run;
+    """The results table: J&F overall and per kind (mean ± std over seeds), training CPU time per run
+    (wall time when the runs did not record CPU time: it depends on what else the machine ran);
     a last row with ``reference`` (the motion-blind reference) when given."""
     columns = ("J&F", "J&F/motion", "J&F/appearance", "J&F/relation")
-    lines = ["| variant | J&F | J&F motion | J&F appearance | J&F relation | train time per run (s) |",
+    cpu = all(metrics.get("train_cpu_s") for metrics in variants.values())
+    time_key, time_name = ("train_cpu_s", "training CPU time per run (s)") if cpu else ("train_s", "train time per run (s)")
+    lines = [f"| variant | J&F | J&F motion | J&F appearance | J&F relation | {time_name} |",
              "|---|---|---|---|---|---|"]
     for name, metrics in variants.items():
         cells = [_cell(metrics.get(m)) for m in columns]
-        cells.append(_cell(metrics.get("train_s"), digits=0))
+        cells.append(_cell(metrics.get(time_key), digits=0))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if reference:
         cells = [f"{reference[m]:.3f}" if m in reference else "n/a" for m in columns]

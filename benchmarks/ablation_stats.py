@@ -70,13 +70,14 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 
 def collect(results: Sequence[dict], order: Sequence[str], metrics: Sequence[str]) -> dict[str, dict[str, list[float]]]:
-    """``{variant: {metric: [per-seed values]}}`` (``metrics`` plus ``train_s``), variants in ``order``,
+    """``{variant: {metric: [per-seed values]}}`` (``metrics`` plus ``train_s`` and ``train_cpu_s``, the
+    training's wall and CPU seconds), variants in ``order``,
     seeds ascending; a metric a run did not report is left out, not set to zero."""
     variants: dict[str, dict[str, list[float]]] = {}
     for result in sorted(results, key=lambda r: (list(order).index(r["variant"]), r["seed"])):
         entry = variants.setdefault(result["variant"], {})
-        for metric in (*metrics, "train_s"):
-            value = result["train_s"] if metric == "train_s" else result["metrics"].get(metric)
+        for metric in (*metrics, "train_s", "train_cpu_s"):
+            value = result.get(metric) if metric.startswith("train_") else result["metrics"].get(metric)
             if value is not None:
                 entry.setdefault(metric, []).append(float(value))
     return variants

@@ -17,8 +17,9 @@ its last step on a *hard* synthetic validation split, and writes
   (:mod:`benchmarks.ablation_report`);
 * ``benchmarks/ablations.png`` (``--figure``): J&F per variant and kind of expression, per seed.
 
-``--report-only`` rewrites the last two from the JSON without training anything. Every file is
-written atomically (an interrupted run leaves the previous one intact).
+``--report-only`` rebuilds the conclusions from the runs held in the JSON and rewrites the three
+files, training nothing. Every file is written atomically (an interrupted run leaves the previous
+one intact).
 
 The table's last row is a *reference*, not a model: the J&F of a reader that knows every object's
 size, colour and shape but nothing of motion, and outputs the true masks of one of the target's
@@ -328,7 +329,7 @@ def run_all(jobs: list[dict], workers: int, settings: Settings, train: bool = Tr
 
 
 def collect(results: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
-    """``{variant: {metric: [per-seed values]}}`` (metrics plus ``train_s``), variants in ``VARIANTS`` order."""
+    """``{variant: {metric: [per-seed values]}}`` (metrics plus ``train_s``, ``train_cpu_s``), variants in ``VARIANTS`` order."""
     return collect_values(results, list(VARIANTS), METRICS)
 
 
@@ -341,6 +342,15 @@ def conclude(variants: dict[str, dict[str, list[float]]], reference: dict[str, f
     passed = len(controls) == len(CONTROLS) and controls_pass(controls)
     verdicts = [v for v in (judge(c, variants, passed) for c in CLAIMS) if v is not None]
     return controls, verdicts
+
+
+def recompute(study: dict) -> dict:
+    """``study`` with its per-variant values, summary, controls and verdicts rebuilt from its runs
+    (the runs and the reference are the source of truth; ``--report-only`` uses this)."""
+    variants = collect(study["runs"])
+    controls, verdicts = conclude(variants, study["reference"])
+    summary = {name: {m: mean_std(v) for m, v in metrics.items()} for name, metrics in variants.items()}
+    return {**study, "variants": variants, "summary": summary, "controls": controls, "verdicts": verdicts}
 
 
 # =============================================================================== report
@@ -383,7 +393,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="train nothing: the study of the runs already finished in --work (a partial study "
                              "lists the runs it lacks)")
     parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: rewrite the markdown report and the figure from the --out JSON")
+                        help="train nothing: rebuild the conclusions from the runs in the --out JSON and rewrite it, "
+                             "the markdown report and the figure")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants or [] if v not in VARIANTS]
     if unknown:
@@ -419,7 +430,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[ablations] %(message)s")
     logging.getLogger("rvoslib").setLevel(logging.WARNING)
     if args.report_only:
-        write_report(json.loads(args.out.read_text(encoding="utf-8")), args)
+        study = recompute(json.loads(args.out.read_text(encoding="utf-8")))
+        write_text(args.out, json.dumps(study, indent=1) + "\n")
+        write_report(study, args)
         return 0
     settings = settings_from_args(args)
     started = time.perf_counter()
