@@ -39,6 +39,13 @@ class Runtime:
     def fast(self) -> bool:
         return self.mode == "fast"
 
+    @property
+    def root(self) -> Path:
+        """The repository folder (the first of the current folder and its parents that holds
+        ``data_samples/``; the folder above the package when none does)."""
+        here = Path.cwd()
+        return next((p for p in (here, *here.parents) if (p / "data_samples").is_dir()), repo_root())
+
 
 def repo_root() -> Path:
     """The folder above the ``rvoslib`` package: the repository root in a source checkout."""
@@ -83,12 +90,29 @@ def resolve_mode(mode: str | None = None) -> str:
     return mode
 
 
-def setup(seed: int = 0, mode: str | None = None, device: str | None = None) -> Runtime:
+def use_text_progress_bars() -> None:
+    """Make ``tqdm.auto`` (the notebooks' and rvoslib's progress bars) draw text bars, not widgets.
+
+    A finished text bar stays readable after a notebook is saved and reopened, where a widget
+    bar shows "model not found". Affects modules that look ``tqdm.auto.tqdm`` up after this
+    call (rvoslib's modules import it inside functions or after ``setup``).
+    """
+    import tqdm.auto
+    import tqdm.std
+
+    tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
+
+
+def setup(seed: int = 0, mode: str | None = None, device: str | None = None,
+          text_progress: bool = True) -> Runtime:
     """Read the mode, seed everything, pick the device; log and return the choices.
 
     In fast mode the device is the CPU unless one is given, so a notebook's fast
-    run behaves the same on a laptop and on a GPU machine.
+    run behaves the same on a laptop and on a GPU machine. With ``text_progress`` (the
+    default: notebooks call this first) progress bars are text (:func:`use_text_progress_bars`).
     """
+    if text_progress:
+        use_text_progress_bars()
     mode = resolve_mode(mode)
     seed_everything(seed)
     chosen = torch.device(device) if device else (torch.device("cpu") if mode == "fast" else pick_device())

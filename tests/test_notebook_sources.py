@@ -22,7 +22,7 @@ IPYNBS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 # What JupyterLab writes for the python3 kernel of ipykernel.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-TEXT_BARS = "tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange"
+SETUP_CALL = "rt = setup("  # rvoslib.runtime.setup switches tqdm.auto to text bars (text_progress=True)
 
 
 def cell_differences(notebook: nbformat.NotebookNode, source: nbformat.NotebookNode) -> list[str]:
@@ -83,7 +83,9 @@ def test_kernel_metadata_is_what_jupyterlab_writes(path):
 def test_progress_bars_are_text(path):
     notebook = nbformat.read(path, as_version=4)
     first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    assert TEXT_BARS in first_code.source, f"{path.name}: the first code cell must switch tqdm to text bars"
+    source = first_code.source
+    assert SETUP_CALL in source and "text_progress=False" not in source, \
+        f"{path.name}: the first code cell must call rvoslib.runtime.setup, which switches tqdm to text bars"
 
 
 def test_the_checks_catch_a_changed_cell_and_saved_outputs():

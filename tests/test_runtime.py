@@ -41,3 +41,27 @@ def test_shipped_tiny_clip_only_for_tiny_without_weights(monkeypatch):
     chosen = get_preset("tiny")
     chosen.model.backbone.pretrained = "my.pt"
     assert use_shipped_tiny_clip(chosen).model.backbone.pretrained == "my.pt"
+
+
+def test_setup_switches_progress_bars_to_text_unless_asked_not_to(monkeypatch):
+    import tqdm.auto
+    import tqdm.std
+
+    from rvoslib.runtime import setup
+
+    widget_bar = object()
+    monkeypatch.setattr(tqdm.auto, "tqdm", widget_bar)
+    setup(seed=0, mode="fast", text_progress=False)
+    assert tqdm.auto.tqdm is widget_bar
+    rt = setup(seed=0, mode="fast")
+    assert tqdm.auto.tqdm is tqdm.std.tqdm and tqdm.auto.trange is tqdm.std.trange
+    assert (rt.root / "data_samples").is_dir()
+
+
+def test_runtime_root_is_the_nearest_folder_holding_data_samples(tmp_path, monkeypatch):
+    from rvoslib.runtime import setup
+
+    (tmp_path / "data_samples").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert setup(seed=0, mode="fast", text_progress=False).root == tmp_path

@@ -91,18 +91,12 @@
 # %%
 from rvoslib.runtime import setup
 
-rt = setup(seed=0)  # reads RVOSLIB_MODE = fast | full | auto (auto = full when CUDA is present)
-
-import tqdm.auto
-import tqdm.std
-
-# Text progress bars (rvoslib's too): a finished bar stays readable after the notebook is saved and
-# reopened, where a widget bar would show "model not found".
-tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
+rt = setup(seed=0)  # reads RVOSLIB_MODE = fast | full | auto (auto = full when CUDA is present);
+# progress bars become text, which stay readable after the notebook is saved and reopened
 
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data_samples").is_dir())
+ROOT = rt.root  # the repository folder (the one holding data_samples/)
 print(f"mode={rt.mode}  device={rt.device}  repository={ROOT}")
 
 import json
