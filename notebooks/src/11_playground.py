@@ -43,6 +43,16 @@
 # mask matches each object of the clip (IoU over the clip); `figure(result)` draws it. The widget
 # only wires a text box, a button and a check box to those two calls.
 #
+# What the readout computes: for the clip's $T$ frames and the typed sentence, the model gives logits
+# $Z \in \mathbb{R}^{T \times H \times W}$; the mask is $M = [\sigma(Z) > 0.5]$, and for each object $k$
+# of the clip, with true masks $O_k \in \{0,1\}^{T \times H \times W}$,
+#
+# $$\mathrm{IoU}_k = \frac{|M \cap O_k|}{|M \cup O_k|} \quad \text{(summed over all } T \text{ frames)},$$
+#
+# so a mask that covers two look-alikes scores about the same, and low, on both. The stage-2 map is
+# one row per word $\ell$ of $\operatorname{softmax}_j(q_\ell \cdot k_j / \sqrt{d})$ over the $T \cdot h \cdot w$ video
+# tokens $j$ (notebook 04); the picture is the mean of those rows over the sentence's words.
+#
 # **Needs:** CPU. **Time:** about 20-30 s in fast mode on 2 CPU cores (measured with `pytest --nbval`;
 # loading the model is most of it); one update takes 0.05-0.2 s of model time and well under two
 # seconds with the picture (about 1 s typical).
