@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data_samples"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module's tests (tiny tensors: as fast, and immune to
+    oversubscribed cores); the previous setting is restored after the module. Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def samples() -> Path:
     """The repository's data_samples/ folder."""

@@ -34,15 +34,6 @@ def test_readme_command_remakes_version_1():
                                                                      150, 0.1, 1000)
 
 
-@pytest.fixture
-def one_thread():
-    """The toy model runs fastest on one CPU thread (two threads on a busy 2-core machine are ~5x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_short_pretraining_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, one_thread):
     from rvoslib.backbone import create_clip
 
