@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from rvoslib.config import Config, get_preset
 from rvoslib.data import write_synthetic_dataset
