@@ -65,8 +65,8 @@
 # (`RVOSLIB_MODE=full`) always runs the live study, with 3 seeds; it was not run where this
 # notebook was written.
 #
-# **Time:** about 10 s with `benchmarks/ablations.json`; about a minute for the reduced live run
-# on 2 CPU cores.
+# **Time:** about 10 s with `benchmarks/ablations.json` (8 s measured on 2 CPU cores). The reduced
+# live run took 57 s with an earlier set of three variants; it has not been re-timed with these.
 
 # %%
 from rvoslib.runtime import setup
