@@ -43,6 +43,22 @@ def attention_with_weights(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return out, weights.mean(dim=1)
 
 
+def attention_with_offsets(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor,
+                           mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention whose values get a per-pair offset vector: out_i = sum_j a_ij (v_j + r_ij).
+
+    q (B, heads, Nq, c), k and v (B, heads, Nk, c), offsets r (heads, Nq, Nk, c), mask as in
+    ``attention_with_weights``. Returns out (B, heads, Nq, c) and weights averaged over heads (B, Nq, Nk).
+    """
+    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, heads, Nq, Nk)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = F.dropout(logits.softmax(dim=-1), p=dropout_p)
+    out = weights @ v + torch.einsum("bhqk,hqkc->bhqc", weights, offsets)  # (B, heads, Nq, c)
+    return out, weights.mean(dim=1)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate query, key and value inputs (all width d).
 
@@ -62,11 +78,14 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                allowed: Optional[torch.Tensor] = None, record: bool = False
+                allowed: Optional[torch.Tensor] = None, record: bool = False,
+                value_offsets: Optional[torch.Tensor] = None
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """query (B, Nq, d), key and value (B, Nk, d).
 
         allowed: bool broadcastable to (B, Nq, Nk), True = may attend (None: all).
+        value_offsets: (heads, Nq, Nk, c) vectors added to the value query q reads from key k
+            (``rvoslib.relative_values``); needs the explicit weights, so it takes the manual path.
         Returns out (B, Nq, d) and, when ``record``, weights (B, Nq, Nk) averaged over heads.
         """
         q = rearrange(self.q_proj(query), "b n (h c) -> b h n c", h=self.heads)
@@ -75,7 +94,10 @@ class MultiHeadAttention(nn.Module):
         mask = None if allowed is None else never_empty(allowed)[:, None]  # (B, 1, Nq|1, Nk)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if record:
+        if value_offsets is not None:
+            out, weights = attention_with_offsets(q, k, v, value_offsets, mask, dropout_p)
+            weights = weights if record else None
+        elif record:
             out, weights = attention_with_weights(q, k, v, mask, dropout_p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)

@@ -87,6 +87,10 @@ class SpatioTemporalConfig:
     cube_size: int = 4  # k: a cube is a k x k spatial window through all T frames
     attention: str = "cube-frame"  # "cube-frame" | "full" | "frame" | "cube" | "shifted-cube"
     ffn_dim: int = 1024  # hidden width of the feed-forward blocks
+    # where the attention's values say they came from (queries and keys always carry the 3-D sine code):
+    # "none" (content only) | "absolute" (the sine code added to the values too) | "relative" (a learned
+    # vector per (dt, dy, dx) offset inside a cube, rvoslib.relative_values; needs a cube block)
+    value_position: str = "none"
     dropout: float = 0.0  # dropout inside attention and FFN
     decoder: bool = True  # the parallel decoder where the shallow feature queries the words
     # the words that decoder reads: "fused" (stage-2's updated words E', (B, L, d)) | "text" (the text
@@ -309,6 +313,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "model.vision.capture_placement": ("attention", "after-mlp"),
     "model.spatiotemporal.attention": ("cube-frame", "full", "frame", "cube", "shifted-cube"),
     "model.spatiotemporal.decoder_words": ("fused", "text"),
+    "model.spatiotemporal.value_position": ("none", "absolute", "relative"),
     "loss.mask_loss": ("bce", "focal"),
     "loss.dice_per": ("clip", "frame"),
     "train.amp": ("auto", "bf16", "fp16", "none"),

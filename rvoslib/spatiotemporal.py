@@ -45,9 +45,11 @@ from rvoslib.config import SpatioTemporalConfig
 from rvoslib.cubes import axis_shift, cube_attention_mask, cube_partition, cube_unpartition, num_cubes
 from rvoslib.attention import FeedForward, MultiHeadAttention
 from rvoslib.position import sine_position_3d
+from rvoslib.relative_values import RelativeOffsetCode
 
 ATTENTION_MODES = ("cube-frame", "full", "frame", "cube", "shifted-cube")
 DECODER_WORDS = ("fused", "text")  # values of spatiotemporal.decoder_words
+VALUE_POSITIONS = ("none", "absolute", "relative")  # values of spatiotemporal.value_position
 
 # the attention blocks each mode runs, in order, before the FFN
 _MODE_BLOCKS = {
@@ -64,6 +66,16 @@ def check_attention_mode(mode: str) -> None:
     if mode not in ATTENTION_MODES:
         raise ValueError(f"spatiotemporal.attention: unknown mode {mode!r}; "
                          f"choose one of {list(ATTENTION_MODES)}")
+
+
+def check_value_position(cfg: SpatioTemporalConfig) -> None:
+    """Raise a ValueError for an unknown ``value_position``, or "relative" without a cube block."""
+    if cfg.value_position not in VALUE_POSITIONS:
+        raise ValueError(f"spatiotemporal.value_position: unknown {cfg.value_position!r}; "
+                         f"choose one of {list(VALUE_POSITIONS)}")
+    if cfg.value_position == "relative" and "cube" not in _MODE_BLOCKS.get(cfg.attention, ()):
+        raise ValueError(f"spatiotemporal.value_position='relative' codes offsets inside cubes, and "
+                         f"attention={cfg.attention!r} has no cube block; use 'absolute' or 'none'")
 
 
 def attention_cost(mode: str, T: int, h: int, w: int, k: int) -> int:
@@ -93,6 +105,10 @@ class SpatioTemporalLayer(nn.Module):
         self.blocks = _MODE_BLOCKS[cfg.attention]
         self.cube_size = cfg.cube_size
         self.shift = shift
+        check_value_position(cfg)
+        self.value_position = cfg.value_position
+        self.offsets = (RelativeOffsetCode(dim, cfg.heads, cfg.cube_size)
+                        if cfg.value_position == "relative" else None)
         self.norms = nn.ModuleDict({name: nn.LayerNorm(dim) for name in self.blocks})
         self.attns = nn.ModuleDict({name: MultiHeadAttention(dim, cfg.heads, cfg.dropout)
                                     for name in self.blocks})
@@ -114,6 +130,10 @@ class SpatioTemporalLayer(nn.Module):
         x = x + self.ffn(self.ffn_norm(x))
         return x, (maps if record else None)
 
+    def _values(self, y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """What the attention reads: y, plus the position code with ``value_position="absolute"``."""
+        return y + pos if self.value_position == "absolute" else y
+
     def cube_attention(self, y: torch.Tensor, pos: torch.Tensor, record: bool = False):
         """Attention inside each (possibly shifted) cube: y (B, T, h, w, d) normalised -> update, weights.
 
@@ -123,16 +143,17 @@ class SpatioTemporalLayer(nn.Module):
         _, T, h, w, _ = y.shape
         k = self.cube_size
         shift = (axis_shift(h, k, self.shift), axis_shift(w, k, self.shift))
-        values, key_pad = cube_partition(y, k, shift)  # (B*nC, T*k*k, d), (B*nC, T*k*k)
+        values, key_pad = cube_partition(self._values(y, pos), k, shift)  # (B*nC, T*k*k, d), (B*nC, T*k*k)
         query, _ = cube_partition(y + pos, k, shift)  # (B*nC, T*k*k, d)
         allowed = cube_attention_mask(key_pad, h, w, k, T, shift)
-        out, weights = self.attns["cube"](query, query, values, allowed, record)
+        offsets = None if self.offsets is None else self.offsets(T)  # (heads, T*k*k, T*k*k, c)
+        out, weights = self.attns["cube"](query, query, values, allowed, record, value_offsets=offsets)
         return cube_unpartition(out, k, T, h, w, shift), weights  # (B, T, h, w, d)
 
     def frame_attention(self, y: torch.Tensor, pos: torch.Tensor, record: bool = False):
         """Global attention inside each frame: y (B, T, h, w, d) normalised -> update, weights."""
         B, _, h, _, _ = y.shape
-        values = rearrange(y, "b t h w c -> (b t) (h w) c")  # (B*T, h*w, d)
+        values = rearrange(self._values(y, pos), "b t h w c -> (b t) (h w) c")  # (B*T, h*w, d)
         query = rearrange(y + pos, "b t h w c -> (b t) (h w) c")  # (B*T, h*w, d)
         out, weights = self.attns["frame"](query, query, values, record=record)
         return rearrange(out, "(b t) (h w) c -> b t h w c", b=B, h=h), weights
@@ -140,7 +161,7 @@ class SpatioTemporalLayer(nn.Module):
     def full_attention(self, y: torch.Tensor, pos: torch.Tensor, record: bool = False):
         """Attention over all T*h*w tokens of a clip: y (B, T, h, w, d) normalised -> update, weights."""
         _, T, h, _, _ = y.shape
-        values = rearrange(y, "b t h w c -> b (t h w) c")  # (B, T*h*w, d)
+        values = rearrange(self._values(y, pos), "b t h w c -> b (t h w) c")  # (B, T*h*w, d)
         query = rearrange(y + pos, "b t h w c -> b (t h w) c")  # (B, T*h*w, d)
         out, weights = self.attns["full"](query, query, values, record=record)
         return rearrange(out, "b (t h w) c -> b t h w c", t=T, h=h), weights
