@@ -60,8 +60,70 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
     return (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
 
 
-def build_probe(variant: str, dim: int = 64, seed: int = 0):
-    """The probe network for one variant (see ``VARIANTS``)."""
+def clip_patch_tokens(frames: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The shipped tiny CLIP's last-block patch tokens (after ln_post): (N, T, 3, 64, 64) -> (N, T, 64, 8, 8)."""
+    import torch
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from rvoslib.backbone import create_clip
+    from rvoslib.config import tiny
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
+
+    backbone = tiny().model.backbone
+    backbone.pretrained = str(find_sample(TINY_CLIP_CHECKPOINT))
+    visual = create_clip(backbone).visual
+    mean = torch.tensor(OPENAI_DATASET_MEAN)[:, None, None]
+    std = torch.tensor(OPENAI_DATASET_STD)[:, None, None]
+    flat = torch.from_numpy(frames).flatten(0, 1)  # (N*T, 3, 64, 64)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(flat), batch):
+            x = visual.conv1((flat[i:i + batch] - mean) / std).flatten(2).transpose(1, 2)  # (n, 64, w)
+            cls = visual.class_embedding.expand(len(x), 1, -1)
+            x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding)
+            x = visual.ln_post(visual.transformer(x)[:, 1:])  # (n, 64, w)
+            out.append(x.transpose(1, 2).reshape(len(x), -1, GRID, GRID))
+    return torch.cat(out).reshape(*frames.shape[:2], -1, GRID, GRID).numpy()
+
+
+def text_queries() -> "torch.Tensor":
+    """The shipped tiny CLIP's frozen text features of each motion class: (6, D_t).
+
+    Each is the mean word feature of the motion phrase in "the shape <phrase>" (first phrase of
+    the generator's list), read by the text tower with no prompts, as stages 1-3 read words.
+    """
+    import torch
+
+    from rvoslib.backbone import create_clip, get_tokenizer
+    from rvoslib.config import tiny
+    from rvoslib.data.synthetic import MOTIONS, motion_phrases
+    from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
+    from rvoslib.text_encoder import PromptedTextEncoder, tokenize
+
+    cfg = tiny().model
+    cfg.backbone.pretrained = str(find_sample(TINY_CLIP_CHECKPOINT))
+    cfg.prompts.use_language = False
+    text = PromptedTextEncoder(create_clip(cfg.backbone), cfg.prompts)
+    tokens = tokenize([f"the shape {motion_phrases(m)[0]}" for m in MOTIONS], get_tokenizer(cfg.backbone))
+    with torch.no_grad():
+        out = text(tokens)
+    keep = ~out["word_pad"]
+    keep[:, :2] = False  # "the shape"
+    return (out["words"] * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)  # (6, D_t)
+
+
+def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot", features: str = "pixels",
+                query: str = "learned"):
+    """The probe network for one variant (see ``VARIANTS``).
+
+    readout "dot": each token's feature dotted with the query after the encoder; "fused": the query
+    is added to every token before the encoder (as stage 2 mixes the sentence into the video) and a
+    Linear reads each token's logit, so the encoder itself must match motion against the query.
+    features "pixels": the frozen random patch embedding runs here; "clip": the inputs already are
+    the tiny CLIP's patch tokens (``clip_patch_tokens``), (B, T, 64, 8, 8).
+    query "learned": a free vector per motion class; "text": a trainable Linear of the frozen text
+    tower's features of the motion phrase (``text_queries``), as the model must read the sentence.
+    """
     import torch
     from torch import nn
 
@@ -83,14 +145,26 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0):
             self.inp = nn.Linear(dim, dim)
             self.encoder = SpatioTemporalEncoder(dim, st_cfg)
             self.norm = nn.LayerNorm(dim)
-            self.query = nn.Embedding(6, dim)
+            if query == "text":
+                self.register_buffer("phrases", text_queries())  # (6, D_t)
+                self.read_text = nn.Linear(self.phrases.shape[1], dim)
+            else:
+                self.embedding = nn.Embedding(6, dim)
+            self.logit = nn.Linear(dim, 1)
+
+        def query(self, motion):  # (B,) -> (B, d)
+            return self.read_text(self.phrases[motion]) if query == "text" else self.embedding(motion)
 
         def forward(self, frames, motion):
             B, T = frames.shape[:2]
-            x = self.embed(frames.flatten(0, 1))  # (B*T, d, 8, 8)
+            x = self.embed(frames.flatten(0, 1)) if features == "pixels" else frames.flatten(0, 1)  # (B*T, d, 8, 8)
             x = self.inp(x.flatten(2).transpose(1, 2))  # (B*T, 64, d)
             x = x.transpose(1, 2).reshape(B, T, dim, GRID, GRID)  # (B, T, d, 8, 8)
+            if readout == "fused":
+                x = x + self.query(motion)[:, None, :, None, None]
             x = self.encoder(x)["layers"][-1].permute(0, 1, 3, 4, 2)  # (B, T, 8, 8, d)
+            if readout == "fused":
+                return self.logit(self.norm(x)).squeeze(-1)  # (B, T, 8, 8)
             return torch.einsum("bthwc,bc->bthw", self.norm(x), self.query(motion)) * dim ** -0.5 * 4
 
     return Probe()
@@ -113,12 +187,13 @@ def right_object(logits, covers, referents) -> np.ndarray:
     return score.argmax(axis=1) == referents
 
 
-def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float, seed: int) -> dict:
+def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float, seed: int,
+                readout: str = "dot", features: str = "pixels", query: str = "learned") -> dict:
     """Train one variant; returns its held-out right-object share, loss and time."""
     import torch
     import torch.nn.functional as F
 
-    model = build_probe(variant, seed=seed)
+    model = build_probe(variant, seed=seed, readout=readout, features=features, query=query)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     frames, covers, motions, _ = (torch.from_numpy(a) for a in train)
@@ -152,6 +227,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--readout", default="dot", choices=("dot", "fused"),
+                        help="how the query meets the tokens (see build_probe)")
+    parser.add_argument("--features", default="pixels", choices=("pixels", "clip"),
+                        help="a frozen random patch embedding, or the shipped tiny CLIP's patch tokens")
+    parser.add_argument("--query", default="learned", choices=("learned", "text"),
+                        help="a free vector per motion class, or read from the frozen text tower's words")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     import torch
@@ -163,12 +244,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     train = probe_windows(generate_videos(args.train_videos, seed=args.seed, hard=True), rng)
     held_out = probe_windows(generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True),
                              np.random.default_rng(args.eval_seed))
+    if args.features == "clip":
+        train = (clip_patch_tokens(train[0]),) + train[1:]
+        held_out = (clip_patch_tokens(held_out[0]),) + held_out[1:]
     chance = float(np.mean(1.0 / (held_out[1].sum(axis=(1, 3, 4)) > 0).sum(axis=1)))
-    results = {"chance": chance, "train_windows": len(train[0]), "variants": {}}
+    results = {"chance": chance, "train_windows": len(train[0]), "readout": args.readout, "features": args.features, "query": args.query,
+               "seeds": {"train": args.seed, "held_out": args.eval_seed}, "steps": args.steps, "variants": {}}
     print(f"{len(train[0])} training windows, {len(held_out[0])} held-out; chance {chance:.3f}")
     for variant in args.variants:
         results["variants"][variant] = row = run_variant(variant, train, held_out, args.steps, args.batch,
-                                                         args.lr, args.seed)
+                                                         args.lr, args.seed, args.readout, args.features,
+                                                         args.query)
         print(f"{variant:34s} right object {row['right_object']:.3f}  loss {row['final_loss']:.4f}  "
               f"{row['cpu_s']:.0f} CPU s", flush=True)
     if args.json:

@@ -7,8 +7,9 @@ Generates ``--videos`` hard synthetic videos (``--seed``: use a tuning seed, nev
 table uses) in memory and segments every sentence with ``segment_video`` keeping every
 ``stride``-th frame: a window of T kept frames then spans ``stride x (T - 1)`` source frames,
 so a linear mover travels ``stride`` times further inside it. For each kind of sentence it
-prints the mean J against the referent on the kept frames and the share of sentences whose mask
-overlaps the referent more than any other object ("right object"). If motion sentences stay
+prints the mean J against the referent on the kept frames, the share of sentences whose mask
+overlaps the referent more than any other object ("right object"), and the share whose referent
+gets the highest mean probability over its pixels ("right choice", threshold-free). If motion sentences stay
 at the same share at every stride, the model is not limited by how small the motion is.
 """
 
@@ -21,24 +22,36 @@ from typing import Optional, Sequence
 import numpy as np
 
 
-def score_video(video, masks: np.ndarray, indices: Sequence[int]) -> list[tuple[str, float, bool]]:
-    """(kind, J against the referent, right object) per expression of one synthetic video.
+def score_video(video, masks: np.ndarray, indices: Sequence[int], probs: Optional[np.ndarray] = None
+                ) -> list[tuple[str, float, bool, Optional[bool]]]:
+    """(kind, J against the referent, right object, right choice) per expression of one synthetic video.
 
-    masks: (K, T', H, W) bool predictions on the kept frames ``indices``.
+    masks: (K, T', H, W) bool predictions on the kept frames ``indices``. "Right object": the mask
+    overlaps the referent more than any other object (a mask on no object is wrong). probs:
+    (K, T', H, W) foreground probabilities, or None; "right choice" (None without probs): the
+    referent has the highest mean probability over its own pixels, a threshold-free reading of
+    which object the model prefers (it still says something when the masks are empty).
     """
     ids = video.id_maps[list(indices)]  # (T', H, W) object ids of the kept frames
     rows = []
-    for expression, mask in zip(video.expressions, masks):
+    for k, (expression, mask) in enumerate(zip(video.expressions, masks)):
         truth = ids == expression["obj_id"]
         union = int((mask | truth).sum())
         j = float((mask & truth).sum()) / union if union else 1.0
         overlap = {o.obj_id: int((mask & (ids == o.obj_id)).sum()) for o in video.objects}
-        rows.append((expression["kind"], j, max(overlap, key=overlap.get) == expression["obj_id"]))
+        best = max(overlap, key=overlap.get)
+        right = overlap[best] > 0 and best == expression["obj_id"]
+        choice = None
+        if probs is not None:
+            mean = {o.obj_id: float(probs[k][ids == o.obj_id].mean()) if (ids == o.obj_id).any() else -1.0
+                    for o in video.objects}
+            choice = max(mean, key=mean.get) == expression["obj_id"]
+        rows.append((expression["kind"], j, right, choice))
     return rows
 
 
 def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int]) -> dict:
-    """``{stride: {kind: {"J": mean, "right_object": share, "n": sentences}}}``."""
+    """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "n": sentences}}}``."""
     import torch
 
     from rvoslib.data.synthetic import generate_videos
@@ -52,12 +65,14 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
             rows = []
             for video in clips:
                 result = segment_video(video.frames, [e["text"] for e in video.expressions], model,
-                                       stride=stride, progress=False)
-                rows += score_video(video, result.masks, result.frame_indices)
-            out[stride] = {kind: {"J": float(np.mean([j for k, j, _ in rows if k == kind])),
-                                  "right_object": float(np.mean([r for k, _, r in rows if k == kind])),
-                                  "n": sum(k == kind for k, _, _ in rows)}
-                           for kind in sorted({k for k, _, _ in rows})}
+                                       stride=stride, progress=False, return_logits=True)
+                probs = torch.as_tensor(result.logits).float().sigmoid().numpy()
+                rows += score_video(video, result.masks, result.frame_indices, probs)
+            out[stride] = {kind: {"J": float(np.mean([r[1] for r in rows if r[0] == kind])),
+                                  "right_object": float(np.mean([r[2] for r in rows if r[0] == kind])),
+                                  "right_choice": float(np.mean([r[3] for r in rows if r[0] == kind])),
+                                  "n": sum(r[0] == kind for r in rows)}
+                           for kind in sorted({r[0] for r in rows})}
     return out
 
 

@@ -49,6 +49,9 @@ class PromptConfig:
     use_history: bool = True  # False: no history tokens (ablation)
     use_vision: bool = True  # False: no vision prompts
     use_language: bool = True  # False: no language prompts
+    # add a trainable, zero-initialised Linear of each word's own token embedding to its text feature: a
+    # lexical path around the frozen text transformer (rvoslib.text_encoder, "Lexical path"); tiny preset only
+    lexical_words: bool = False
 
 
 @dataclass

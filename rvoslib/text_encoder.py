@@ -33,6 +33,21 @@ Outputs (see :meth:`PromptedTextEncoder.forward`):
 
 Because attention is causal, positions after the longest EOT never influence the
 outputs, so the transformer runs only over ``max(EOT position) + 1`` tokens.
+
+Lexical path (``prompts.lexical_words``, off by default). A trainable Linear (D_t -> D_t,
+identity at init) of each word's own token embedding, layer-normalised, is added to its word
+feature: ``words += W_lex LN(E[token])``. It starts at the identity rather than at zero so
+that words differ from the first step: from zero, nothing downstream can profit from the
+difference yet, and the gradient never opens the path (measured: the motion phrases' word
+features grew *more* alike over 1500 steps). Why the path: a frozen
+text tower can only pass on distinctions it learned. The shipped tiny CLIP was pretrained on
+still scenes whose captions never say "moving", "up", "down", "still" or "bouncing", and its
+word features for "the red circle moving left" and "... moving right" have cosine 0.996 (the
+sentence features 1.000), so no module downstream can tell which way the sentence asks for.
+The token embeddings themselves still differ (cosine 0.71 for left/right, 0.20 for up/down),
+and this path hands them on. Real CLIP towers have read such words in millions of captions;
+the paper has no such path, and the large presets leave it off. The sentence feature is
+unchanged (CLIP's own).
 """
 
 from __future__ import annotations
@@ -129,6 +144,12 @@ class PromptedTextEncoder(nn.Module):
         self.register_buffer("attn_mask", tower.attn_mask, persistent=False)  # (L_ctx, L_ctx) causal
         self.num_prompts = prompt_cfg.num_language if prompt_cfg.use_language else 0
         self.context_length = self.positional_embedding.shape[0]
+        self.lexical = None  # LayerNorm then Linear (D_t -> D_t, identity at init) of the words' own embeddings
+        if prompt_cfg.lexical_words:
+            width = self.positional_embedding.shape[1]
+            self.lexical = nn.Sequential(nn.LayerNorm(width, elementwise_affine=False), nn.Linear(width, width))
+            nn.init.eye_(self.lexical[1].weight)
+            nn.init.zeros_(self.lexical[1].bias)
         if self.context_length - 2 - self.num_prompts < 1:
             raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
                              f"context length {self.context_length}")
@@ -193,7 +214,8 @@ class PromptedTextEncoder(nn.Module):
             rows = (num_words < 1).nonzero().flatten().tolist()
             raise ValueError(f"sentences {rows} have no words (empty sentence?); use rvoslib.text_encoder.tokenize")
         seq_len = int(eot_idx.max()) + 1 + n_p
-        x = self.token_embedding(tokens[:, : seq_len - n_p])  # (B, seq_len - N_l, D_t)
+        embedded = self.token_embedding(tokens[:, : seq_len - n_p])  # (B, seq_len - N_l, D_t)
+        x = embedded
         dtype = self.positional_embedding.dtype
         x = x.to(dtype)
         if n_p:
@@ -208,6 +230,8 @@ class PromptedTextEncoder(nn.Module):
         max_words = int(num_words.max())
         words = x[:, 1 + n_p: 1 + n_p + max_words]  # (B, L, D_t)
         word_pad = torch.arange(max_words, device=x.device)[None] >= num_words[:, None]  # (B, L)
+        if self.lexical is not None:
+            words = words + self.lexical(embedded[:, 1: 1 + max_words].to(words.dtype))  # (B, L, D_t)
         words = words.masked_fill(word_pad[..., None], 0.0)
         return {"words": words, "word_pad": word_pad, "sentence": sentence,
                 "sentence_proj": self.project(sentence)}

@@ -103,9 +103,14 @@ def test_motion_stride_scores_a_perfect_prediction_as_right_and_exact():
     video = generate_videos(1, seed=3, split="valid", hard=True)[0]
     kept = [0, 2, 4]
     truth = np.stack([video.id_maps[kept] == e["obj_id"] for e in video.expressions])  # (K, 3, H, W)
-    rows = score_video(video, truth, kept)
+    rows = score_video(video, truth, kept, probs=truth.astype(np.float32))
     assert [r[0] for r in rows] == [e["kind"] for e in video.expressions]
-    assert all(j == 1.0 and right for _, j, right in rows)
+    assert all(j == 1.0 and right and choice for _, j, right, choice in rows)
     background = np.zeros_like(truth)
     background[:, :, 0, 0] = True  # one pixel of the corner, on no object
-    assert all(j == 0.0 for _, j, _ in score_video(video, background, kept))
+    rows = score_video(video, background, kept)
+    assert all(j == 0.0 and not right and choice is None for _, j, right, choice in rows)
+    wrong = np.stack([video.id_maps[kept] == next(o.obj_id for o in video.objects if o.obj_id != e["obj_id"])
+                      for e in video.expressions])  # another object, perfectly segmented
+    rows = score_video(video, wrong, kept, probs=wrong.astype(np.float32))
+    assert not any(right or choice for _, _, right, choice in rows)

@@ -70,6 +70,13 @@ _RELATION_PHRASES = {
     "below": ("below", "under"),
 }
 _NOUNS = ("shape", "object")
+
+
+def motion_phrases(motion: str) -> tuple[str, ...]:
+    """The phrases the generator writes for a motion (one of MOTIONS), e.g. "moving left"."""
+    if motion not in _MOTION_PHRASES:
+        raise ValueError(f"unknown motion {motion!r}; expected one of {MOTIONS}")
+    return _MOTION_PHRASES[motion]
 # attribute subsets usable as a description, shortest first
 _DESCRIPTIONS: tuple[tuple[str, ...], ...] = (
     (), ("shape",), ("colour",),
