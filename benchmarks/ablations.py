@@ -74,8 +74,10 @@ from benchmarks.ablation_stats import collect as collect_values
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.ablations")
 
+# relative value offsets live inside cubes, so the variants without a cube block read plain values
+NO_CUBE = "model.spatiotemporal.value_position=none"
 NO_TEMPORAL_PATHWAY = ["model.prompts.use_temporal=False", "model.spatiotemporal.attention=frame",
-                       "model.prompts.use_history=False"]
+                       "model.prompts.use_history=False", NO_CUBE]
 NAIVE_TRANSFER = ["model.prompts.use_vision=False", "model.prompts.use_temporal=False",
                   "model.prompts.use_history=False", "model.prompts.use_language=False", "model.vision.stage1=False"]
 
@@ -88,9 +90,9 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                             "no temporal prompts and no temporal capture in the vision encoder"),
     "capture without time code": (["model.vision.capture_time_code=none"],
                                   "temporal capture blind to frame order (no per-frame code on its keys)"),
-    "frame-only attention": (["model.spatiotemporal.attention=frame"],
+    "frame-only attention": (["model.spatiotemporal.attention=frame", NO_CUBE],
                              "spatio-temporal layers attend within each frame only"),
-    "full attention": (["model.spatiotemporal.attention=full"],
+    "full attention": (["model.spatiotemporal.attention=full", NO_CUBE],
                        "spatio-temporal layers attend over all T x h x w tokens"),
     "no stage-1": (["model.vision.stage1=False"], "no VL cross-attention inside the vision encoder"),
     "no history": (["model.prompts.use_history=False"], "no history tokens from the previous clip"),
