@@ -133,7 +133,7 @@ NO_PROMPTS = ["model.prompts.use_vision=False", "model.prompts.use_temporal=Fals
 VARIANTS = {
     "full model": [],
     "no temporal pathway": ["model.prompts.use_temporal=False", "model.spatiotemporal.attention=frame",
-                            "model.prompts.use_history=False"],
+                            "model.prompts.use_history=False", "model.spatiotemporal.value_position=none"],
     "naive transfer": NO_PROMPTS,
 }
 SEEDS = [0] if rt.fast else [0, 1, 2]
