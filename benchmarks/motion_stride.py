@@ -50,8 +50,15 @@ def score_video(video, masks: np.ndarray, indices: Sequence[int], probs: Optiona
     return rows
 
 
+def look_alike_chance(video) -> list[float]:
+    """Per expression, 1 / (objects that fit its described attributes): a motion-blind reader's chance."""
+    return [1.0 / sum(all(getattr(o, key) == value for key, value in e["spec"]["attrs"].items())
+                      for o in video.objects) for e in video.expressions]
+
+
 def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int]) -> dict:
-    """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "n": sentences}}}``."""
+    """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "chance": mean
+    look-alike chance, "n": sentences}}}``."""
     import torch
 
     from rvoslib.data.synthetic import generate_videos
@@ -59,6 +66,7 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
 
     model, _ = resolve_model(checkpoint, device="cpu")
     clips = generate_videos(videos, seed=seed, split="valid", hard=True)
+    chances = [(e["kind"], c) for video in clips for e, c in zip(video.expressions, look_alike_chance(video))]
     out = {}
     with torch.inference_mode():
         for stride in strides:
@@ -71,6 +79,7 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
             out[stride] = {kind: {"J": float(np.mean([r[1] for r in rows if r[0] == kind])),
                                   "right_object": float(np.mean([r[2] for r in rows if r[0] == kind])),
                                   "right_choice": float(np.mean([r[3] for r in rows if r[0] == kind])),
+                                  "chance": float(np.mean([c for k, c in chances if k == kind])),
                                   "n": sum(r[0] == kind for r in rows)}
                            for kind in sorted({r[0] for r in rows})}
     return out

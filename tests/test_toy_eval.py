@@ -114,3 +114,15 @@ def test_motion_stride_scores_a_perfect_prediction_as_right_and_exact():
                       for e in video.expressions])  # another object, perfectly segmented
     rows = score_video(video, wrong, kept, probs=wrong.astype(np.float32))
     assert not any(right or choice for _, _, right, choice in rows)
+
+
+def test_look_alike_chance_counts_the_objects_a_motion_blind_reader_cannot_tell_apart():
+    from benchmarks.motion_stride import look_alike_chance
+    from rvoslib.data.synthetic import generate_videos
+
+    for video in generate_videos(4, seed=3, split="valid", hard=True):
+        for expression, chance in zip(video.expressions, look_alike_chance(video)):
+            twins = [o for o in video.objects
+                     if all(getattr(o, k) == v for k, v in expression["spec"]["attrs"].items())]
+            assert chance == 1.0 / len(twins)
+            assert (chance == 1.0) == (expression["kind"] == "appearance")  # appearance sentences need no motion
