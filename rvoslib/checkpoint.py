@@ -98,7 +98,12 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
 def save_checkpoint(path: PathLike, model: torch.nn.Module, cfg: Config, step: int = 0,
                     optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
                     scaler: Any = None, extra: Optional[dict] = None, full: bool = False) -> Path:
-    """Write a checkpoint atomically (see the module docstring); returns its path."""
+    """Write a checkpoint atomically (see the module docstring); returns its path.
+
+    ``full``: also store the frozen CLIP weights. Forced on when ``cfg`` names no CLIP weights
+    (``backbone.pretrained`` None: random ones), since nothing could rebuild them at load time.
+    """
+    full = full or cfg.model.backbone.pretrained is None
     weights = model.state_dict() if full else model.trainable_state_dict()
     state = {
         "format": FORMAT,
@@ -260,6 +265,11 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
             cfg.model.backbone.pretrained = str(stored)
     if state.get("full"):
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
+    elif cfg.model.backbone.pretrained is None:
+        logger.warning("checkpoint %r holds only the trained modules, and the CLIP it was trained with had random "
+                       "weights that were not saved: new random CLIP weights are drawn now, so this model is not the "
+                       "one that was trained (rvoslib now stores random CLIP weights in every checkpoint; this one is older)",
+                       str(path))
     model = build_model(cfg.model)
     load_model_weights(model, state, source=f"checkpoint {str(path)!r}")
     model.set_history_training(cfg.train.history_training)  # "off": inference falls back to initial tokens

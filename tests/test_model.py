@@ -177,6 +177,29 @@ def test_checkpoint_round_trip_and_export(tmp_path, tiny_model):
         load_model_weights(build_model(other.model), load_checkpoint(path))
 
 
+def test_random_clip_weights_are_saved_and_come_back(tmp_path, tiny_model):
+    from rvoslib.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    cfg = get_preset("tiny")  # backbone.pretrained None: the CLIP has random weights nothing could rebuild
+    path = save_checkpoint(tmp_path / "random.pt", tiny_model, cfg)
+    assert load_checkpoint(path)["full"]
+    torch.manual_seed(123)  # whatever the RNG state at load time
+    model, _ = model_from_checkpoint(path)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in tiny_model.state_dict().items())
+
+
+def test_an_older_trainable_only_checkpoint_of_a_random_clip_warns(tmp_path, tiny_model, caplog):
+    from rvoslib.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    state = load_checkpoint(save_checkpoint(tmp_path / "random.pt", tiny_model, get_preset("tiny")))
+    state["model"], state["full"] = tiny_model.trainable_state_dict(), False  # as rvoslib wrote it before
+    torch.save(state, tmp_path / "old.pt")
+    with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
+        model_from_checkpoint(tmp_path / "old.pt")
+    assert "old.pt" in caplog.text and "random weights that were not saved" in caplog.text
+
+
 def test_frozen_clip_without_prompts_trains():
     """The "frozen CLIP, no prompts" baseline: stage 1 on, no vision/temporal/history tokens.
 
