@@ -49,8 +49,9 @@ class PromptConfig:
     use_history: bool = True  # False: no history tokens (ablation)
     use_vision: bool = True  # False: no vision prompts
     use_language: bool = True  # False: no language prompts
-    # add a trainable, zero-initialised Linear of each word's own token embedding to its text feature: a
-    # lexical path around the frozen text transformer (rvoslib.text_encoder, "Lexical path"); tiny preset only
+    # add a trainable Linear (identity at init) of each word's layer-normalised token embedding to its text
+    # feature: a lexical path around the frozen text transformer (rvoslib.text_encoder, "Lexical path"); off
+    # in every preset (it is not in the paper)
     lexical_words: bool = False
 
 

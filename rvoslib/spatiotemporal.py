@@ -6,8 +6,13 @@
     x += FrameAttn(LN x)    # global attention inside one frame
     x += FFN(LN x)
 
-with a fixed 3-D sine position encoding (rvoslib.position) added to queries and keys
-(never to values). ``cfg.attention`` picks the ablation:
+with a fixed 3-D sine position encoding (rvoslib.position) added to queries and keys.
+What the values carry is ``cfg.value_position``: "none" (content only, the default), "absolute"
+(the sine code added to the values too) or "relative" (a learned vector per (dt, dy, dx) offset
+between query and key, added to the value read, inside cubes only: rvoslib.relative_values).
+Without position in the values, attention can find the same object in another frame but its
+output cannot say where that was (benchmarks/motion_probe.py measures the difference).
+``cfg.attention`` picks the ablation:
 
     "cube-frame"    cube then frame attention (the paper's design)
     "full"          one attention over all T*h*w tokens instead of both

@@ -34,20 +34,22 @@ Outputs (see :meth:`PromptedTextEncoder.forward`):
 Because attention is causal, positions after the longest EOT never influence the
 outputs, so the transformer runs only over ``max(EOT position) + 1`` tokens.
 
-Lexical path (``prompts.lexical_words``, off by default). A trainable Linear (D_t -> D_t,
-identity at init) of each word's own token embedding, layer-normalised, is added to its word
-feature: ``words += W_lex LN(E[token])``. It starts at the identity rather than at zero so
-that words differ from the first step: from zero, nothing downstream can profit from the
-difference yet, and the gradient never opens the path (measured: the motion phrases' word
-features grew *more* alike over 1500 steps). Why the path: a frozen
-text tower can only pass on distinctions it learned. The shipped tiny CLIP was pretrained on
-still scenes whose captions never say "moving", "up", "down", "still" or "bouncing", and its
-word features for "the red circle moving left" and "... moving right" have cosine 0.996 (the
-sentence features 1.000), so no module downstream can tell which way the sentence asks for.
-The token embeddings themselves still differ (cosine 0.71 for left/right, 0.20 for up/down),
-and this path hands them on. Real CLIP towers have read such words in millions of captions;
-the paper has no such path, and the large presets leave it off. The sentence feature is
-unchanged (CLIP's own).
+Lexical path (``prompts.lexical_words``, off in every preset; not in the paper). A trainable
+Linear (D_t -> D_t, identity at init) of each word's own token embedding, layer-normalised, is
+added to its word feature: ``words += W_lex LN(E[token])``; the sentence feature stays CLIP's.
+
+Why: a frozen text tower passes on only the distinctions it learned. The shipped tiny CLIP
+was pretrained on still scenes whose captions never say "moving", "up", "down", "still" or
+"bouncing". Its word features for "the circle moving left" and "... moving right" have
+cosine 0.9998 (0.996 with the shipped model's language prompts), so no module downstream
+can tell which way a sentence asks for. The token embeddings themselves still differ
+(cosine 0.71 for left/right, 0.20 for up/down), and this path hands them on. Real CLIP
+towers have read such words in captions; the proper toy fix is a tiny CLIP pretrained with
+them.
+
+Why identity and not zero at init: from zero, nothing downstream can profit from the words'
+differences yet, so the gradient never opens the path (measured: after 1500 steps the motion
+phrases' word features were *more* alike).
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ def motion_phrases(motion: str) -> tuple[str, ...]:
     if motion not in _MOTION_PHRASES:
         raise ValueError(f"unknown motion {motion!r}; expected one of {MOTIONS}")
     return _MOTION_PHRASES[motion]
+
+
 # attribute subsets usable as a description, shortest first
 _DESCRIPTIONS: tuple[tuple[str, ...], ...] = (
     (), ("shape",), ("colour",),
