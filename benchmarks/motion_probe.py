@@ -1,20 +1,29 @@
 """Can the stage-3 encoder alone learn which of several look-alikes moves a given way?
 
-    python -m benchmarks.motion_probe --train-videos 600 --steps 800 --seed 501 --eval-seed 502
+    python -m benchmarks.motion_probe                       # defaults: seeds 501 / 502, 16 x 2000
+    python -m benchmarks.motion_probe --features clip --readout fused --query text
 
-An oracle-style probe of the temporal pathway, away from CLIP, prompts and the text tower:
-clips are T=4 windows (gaps 1-3, as in training) of hard synthetic videos; their frames go
-through a fixed random 8 x 8 patch embedding (frozen, the same for every variant) and a
-trainable Linear into a ``SpatioTemporalEncoder`` with the tiny preset's sizes. The query
-is the referent's motion class (one of 6, a learned vector, standing in for the sentence);
-each token's logit is its normalised feature dotted with the query, trained with BCE against
-the share of the patch the referent covers. Only windows whose referent's motion is unique
-in its video are used, so the answer is always determined by motion.
+An oracle-style probe of the temporal pathway. Clips are T=4 windows (gaps 1-3, as in
+training) of hard synthetic videos, and only windows whose referent's motion is unique in
+its video are used, so motion always decides the answer. The question is the referent's
+motion class (one of 6). Each token gets a logit, trained with BCE (plus ``--dice``) against
+the share of its patch the referent covers.
 
-"Right object" on held-out videos (``--eval-seed``): the object with the highest mean
-probability over the patches it covers is the referent. Chance is about 1 / (objects).
-Variants differ only in the encoder's config, so the probe tells whether a design can
-learn motion selection at all, and how fast.
+The options move the probe, one piece at a time, towards the full model:
+
+- ``--features``: "pixels", a fixed random 8 x 8 patch embedding, the same for every variant;
+  or "clip", the shipped tiny CLIP's frozen patch tokens.
+- ``--readout``: how the question meets the tokens. "dot": dotted with each token's feature
+  after the encoder. "fused": added to every token before it. "fusion": through the model's
+  stage 2.
+- ``--query``: "learned", a free vector per class; or "text", read by a trainable Linear from
+  the frozen text tower's features of the motion phrase.
+- ``--variants``: the encoder's value codes and attention (``VARIANTS``).
+
+The encoder always has the tiny preset's sizes and a trainable Linear in front.
+
+"Right object" on held-out videos (``--eval-seed``): the referent gets the highest mean
+probability over the patches it covers. Chance is the mean of 1 / (objects on screen).
 """
 
 from __future__ import annotations
@@ -119,6 +128,8 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
     readout "dot": each token's feature dotted with the query after the encoder; "fused": the query
     is added to every token before the encoder (as stage 2 mixes the sentence into the video) and a
     Linear reads each token's logit, so the encoder itself must match motion against the query.
+    readout "fusion": as "fused", but the query meets the tokens through the model's stage 2
+    (``DualFusion``, the query as a one-word sentence), as in the full model.
     features "pixels": the frozen random patch embedding runs here; "clip": the inputs already are
     the tiny CLIP's patch tokens (``clip_patch_tokens``), (B, T, 64, 8, 8).
     query "learned": a free vector per motion class; "text": a trainable Linear of the frozen text
@@ -128,6 +139,7 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
     from torch import nn
 
     from rvoslib.config import tiny
+    from rvoslib.fusion import DualFusion
     from rvoslib.spatiotemporal import SpatioTemporalEncoder
 
     st_cfg = replace(tiny().model.spatiotemporal, **VARIANTS[variant])
@@ -151,6 +163,8 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
             else:
                 self.embedding = nn.Embedding(6, dim)
             self.logit = nn.Linear(dim, 1)
+            if readout == "fusion":
+                self.fusion = DualFusion(dim, dim, tiny().model.fusion)
 
         def query(self, motion):  # (B,) -> (B, d)
             return self.read_text(self.phrases[motion]) if query == "text" else self.embedding(motion)
@@ -162,8 +176,11 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
             x = x.transpose(1, 2).reshape(B, T, dim, GRID, GRID)  # (B, T, d, 8, 8)
             if readout == "fused":
                 x = x + self.query(motion)[:, None, :, None, None]
+            if readout == "fusion":
+                q = self.query(motion)  # (B, d): a one-word sentence
+                x = self.fusion(x, q[:, None], None, q)["video"]  # (B, T, d, 8, 8)
             x = self.encoder(x)["layers"][-1].permute(0, 1, 3, 4, 2)  # (B, T, 8, 8, d)
-            if readout == "fused":
+            if readout in ("fused", "fusion"):
                 return self.logit(self.norm(x)).squeeze(-1)  # (B, T, 8, 8)
             return torch.einsum("bthwc,bc->bthw", self.norm(x), self.query(motion)) * dim ** -0.5 * 4
 
@@ -237,7 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--readout", default="dot", choices=("dot", "fused"),
+    parser.add_argument("--readout", default="dot", choices=("dot", "fused", "fusion"),
                         help="how the query meets the tokens (see build_probe)")
     parser.add_argument("--features", default="pixels", choices=("pixels", "clip"),
                         help="a frozen random patch embedding, or the shipped tiny CLIP's patch tokens")
