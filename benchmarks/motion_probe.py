@@ -250,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--eval-videos", type=int, default=150)
     parser.add_argument("--seed", type=int, default=501, help="training videos and initialisation")
     parser.add_argument("--eval-seed", type=int, default=502, help="held-out videos")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
