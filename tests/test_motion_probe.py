@@ -41,7 +41,7 @@ def test_right_object_follows_where_the_probability_is(windows):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("readout", ["dot", "fused"])
+@pytest.mark.parametrize("readout", ["dot", "fused", "fusion"])
 def test_every_variant_gives_one_logit_per_patch(windows, variant, readout):
     _, (frames, _, motions, _) = windows
     probe = build_probe(variant, readout=readout)
