@@ -25,20 +25,27 @@ def never_empty(allowed: torch.Tensor) -> torch.Tensor:
     return allowed | ~allowed.any(dim=-1, keepdim=True)
 
 
+def softmax_weights(q: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-head attention weights: q (B, heads, Nq, c), k (B, heads, Nk, c) -> (B, heads, Nq, Nk).
+
+    mask: bool broadcastable to (B, heads, Nq, Nk), True = may attend; masked keys get exactly 0.
+    """
+    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, heads, Nq, Nk)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return logits.softmax(dim=-1)
+
+
 def attention_with_weights(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Manual softmax attention, used only to record attention maps.
 
-    q (B, heads, Nq, c), k and v (B, heads, Nk, c), mask bool broadcastable to
-    (B, heads, Nq, Nk), True = may attend. Returns out (B, heads, Nq, c) and the
-    weights averaged over heads (B, Nq, Nk); masked keys get exactly 0.
+    q (B, heads, Nq, c), k and v (B, heads, Nk, c), mask as in ``softmax_weights``. Returns
+    out (B, heads, Nq, c) and the weights averaged over heads (B, Nq, Nk).
     Equals ``F.scaled_dot_product_attention`` on the same inputs.
     """
-    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, heads, Nq, Nk)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = logits.softmax(dim=-1)
+    weights = softmax_weights(q, k, mask)
     out = F.dropout(weights, p=dropout_p) @ v  # (B, heads, Nq, c)
     return out, weights.mean(dim=1)
 
@@ -49,13 +56,11 @@ def attention_with_offsets(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, of
     """Softmax attention whose values get a per-pair offset vector: out_i = sum_j a_ij (v_j + r_ij).
 
     q (B, heads, Nq, c), k and v (B, heads, Nk, c), offsets r (heads, Nq, Nk, c), mask as in
-    ``attention_with_weights``. Returns out (B, heads, Nq, c) and weights averaged over heads (B, Nq, Nk).
+    ``softmax_weights``. Returns out (B, heads, Nq, c) and weights averaged over heads (B, Nq, Nk).
     """
-    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, heads, Nq, Nk)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = F.dropout(logits.softmax(dim=-1), p=dropout_p)
-    out = weights @ v + torch.einsum("bhqk,hqkc->bhqc", weights, offsets)  # (B, heads, Nq, c)
+    weights = softmax_weights(q, k, mask)
+    dropped = F.dropout(weights, p=dropout_p)
+    out = dropped @ v + torch.einsum("bhqk,hqkc->bhqc", dropped, offsets)  # (B, heads, Nq, c)
     return out, weights.mean(dim=1)
 
 
