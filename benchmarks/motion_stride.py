@@ -56,16 +56,20 @@ def look_alike_chance(video) -> list[float]:
                       for o in video.objects) for e in video.expressions]
 
 
-def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int]) -> dict:
+def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int], split: str = "valid") -> dict:
     """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "chance": mean
-    look-alike chance, "n": sentences}}}``."""
+    look-alike chance, "n": sentences}}}``.
+
+    ``split``: the generator's split name; ``seed`` and ``split="train"`` regenerate the first
+    ``videos`` training videos of ``rvoslib make-synthetic --hard --seed`` (does the model fit the
+    videos it was trained on?)."""
     import torch
 
     from rvoslib.data.synthetic import generate_videos
     from rvoslib.inference import resolve_model, segment_video
 
     model, _ = resolve_model(checkpoint, device="cpu")
-    clips = generate_videos(videos, seed=seed, split="valid", hard=True)
+    clips = generate_videos(videos, seed=seed, split=split, hard=True)
     chances = [(e["kind"], c) for video in clips for e, c in zip(video.expressions, look_alike_chance(video))]
     out = {}
     with torch.inference_mode():
@@ -91,8 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--videos", type=int, default=40)
     parser.add_argument("--seed", type=int, default=301)
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--split", default="valid", help='generator split: "train" scores training videos')
     args = parser.parse_args(argv)
-    print(json.dumps(motion_stride(args.checkpoint, args.videos, args.seed, args.strides), indent=1))
+    print(json.dumps(motion_stride(args.checkpoint, args.videos, args.seed, args.strides, args.split), indent=1))
     return 0
 
 

@@ -53,6 +53,10 @@ class PromptConfig:
     # feature: a lexical path around the frozen text transformer (rvoslib.text_encoder, "Lexical path"); off
     # in every preset (it is not in the paper)
     lexical_words: bool = False
+    # also add the mean of those lexical vectors over the sentence's words to the sentence feature (needs
+    # lexical_words): the frozen tower's sentence feature is the only text the similarity head and stage 2's
+    # sentence-level gate read (rvoslib.text_encoder, "Lexical path")
+    lexical_sentence: bool = False
 
 
 @dataclass

@@ -36,7 +36,9 @@ outputs, so the transformer runs only over ``max(EOT position) + 1`` tokens.
 
 Lexical path (``prompts.lexical_words``, off in every preset; not in the paper). A trainable
 Linear (D_t -> D_t, identity at init) of each word's own token embedding, layer-normalised, is
-added to its word feature: ``words += W_lex LN(E[token])``; the sentence feature stays CLIP's.
+added to its word feature: ``words += W_lex LN(E[token])``. The sentence feature stays CLIP's,
+unless ``prompts.lexical_sentence`` also adds the mean of those vectors over the sentence's words
+(a bag of words): ``sentence += mean_w W_lex LN(E[w])``.
 
 Why: a frozen text tower passes on only the distinctions it learned. The shipped tiny CLIP
 was pretrained on still scenes whose captions never say "moving", "up", "down", "still" or
@@ -152,6 +154,9 @@ class PromptedTextEncoder(nn.Module):
             self.lexical = nn.Sequential(nn.LayerNorm(width, elementwise_affine=False), nn.Linear(width, width))
             nn.init.eye_(self.lexical[1].weight)
             nn.init.zeros_(self.lexical[1].bias)
+        self.lexical_sentence = prompt_cfg.lexical_sentence
+        if self.lexical_sentence and self.lexical is None:
+            raise ValueError("prompts.lexical_sentence needs prompts.lexical_words=True")
         if self.context_length - 2 - self.num_prompts < 1:
             raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
                              f"context length {self.context_length}")
@@ -233,7 +238,11 @@ class PromptedTextEncoder(nn.Module):
         words = x[:, 1 + n_p: 1 + n_p + max_words]  # (B, L, D_t)
         word_pad = torch.arange(max_words, device=x.device)[None] >= num_words[:, None]  # (B, L)
         if self.lexical is not None:
-            words = words + self.lexical(embedded[:, 1: 1 + max_words].to(words.dtype))  # (B, L, D_t)
+            lexical = self.lexical(embedded[:, 1: 1 + max_words].to(words.dtype))  # (B, L, D_t)
+            lexical = lexical.masked_fill(word_pad[..., None], 0.0)
+            words = words + lexical
+            if self.lexical_sentence:
+                sentence = sentence + lexical.sum(1) / num_words[:, None].to(lexical.dtype)  # (B, D_t)
         words = words.masked_fill(word_pad[..., None], 0.0)
         return {"words": words, "word_pad": word_pad, "sentence": sentence,
                 "sentence_proj": self.project(sentence)}

@@ -20,9 +20,9 @@ def clip_and_tokens():
     return create_clip(backbone), tokenize(SENTENCES, get_tokenizer(backbone))
 
 
-def encoder(clip, lexical):
+def encoder(clip, lexical, sentence=False):
     cfg = tiny().model.prompts
-    cfg.lexical_words = lexical
+    cfg.lexical_words, cfg.lexical_sentence = lexical, sentence
     return PromptedTextEncoder(clip, cfg)
 
 
@@ -53,3 +53,27 @@ def test_only_the_lexical_linear_is_new_and_it_trains(clip_and_tokens):
     assert enc.lexical[1].weight.grad.abs().sum() > 0
     trainable = {name for name, p in enc.named_parameters() if p.requires_grad}
     assert trainable == {"lexical.1.weight", "lexical.1.bias"}
+
+
+def test_lexical_sentence_adds_the_mean_lexical_vector_of_the_words(clip_and_tokens):
+    clip, tokens = clip_and_tokens
+    out, plain = encoder(clip, True, sentence=True)(tokens), encoder(clip, False)(tokens)
+    lexical = out["words"] - plain["words"]  # (B, L, D_t), zero on padding
+    counts = (~out["word_pad"]).sum(1, keepdim=True)
+    assert torch.allclose(out["sentence"], plain["sentence"] + lexical.sum(1) / counts, atol=1e-5)
+
+
+def test_the_frozen_sentence_hides_the_direction_and_the_lexical_sentence_shows_it(clip_and_tokens):
+    clip, tokens = clip_and_tokens
+    cos = {}
+    for sentence in (False, True):
+        out = encoder(clip, True, sentence=sentence)(tokens)["sentence"]
+        cos[sentence] = F.cosine_similarity(out[0], out[1], dim=0).item()  # "... moving left" vs "... right"
+    assert cos[False] > 0.99
+    assert cos[True] < cos[False] - 0.01
+
+
+def test_lexical_sentence_without_the_lexical_words_is_refused(clip_and_tokens):
+    clip, _ = clip_and_tokens
+    with pytest.raises(ValueError, match="lexical_sentence needs prompts.lexical_words"):
+        encoder(clip, False, sentence=True)
