@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 MODEL_NAME = "rvos-tiny2"
 IMAGE_SIZE = 64
 DEFAULT_OUT = "data_samples/tiny_clip/rvos-tiny-scenes.pt"
-DATA_KINDS = ("scenes", "shapes")
+DATA_KINDS = ("scenes", "motion-scenes", "shapes")
 EVAL_SEED_OFFSET = 10_000  # held-out scenes use seed + this, so they never share the training generator
 MIN_EVAL = 100  # fewest held-out scenes the evaluation accepts (retrieval blocks of 50, probes split in halves)
 
@@ -125,10 +125,10 @@ class ScenePool:
     """Scenes of :func:`rvoslib.data.scenes.make_scene_pool` (swapped copies grouped with their
     originals); a batch gets fresh captions, each false of the other images of the batch."""
 
-    def __init__(self, num_images: int, seed: int, size: int = IMAGE_SIZE):
+    def __init__(self, num_images: int, seed: int, size: int = IMAGE_SIZE, moving: bool = False):
         from rvoslib.data.scenes import make_scene_pool
 
-        self.images, self.scenes, self.groups = make_scene_pool(num_images, seed, size)
+        self.images, self.scenes, self.groups = make_scene_pool(num_images, seed, size, moving=moving)
         self.max_batch = len(self.images)
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
@@ -139,21 +139,34 @@ class ScenePool:
 
 
 def make_pool(data: str, num_images: int, seed: int) -> PairPool | ScenePool:
-    """The training data: "scenes" (default) or "shapes" (version 1's single-shape pairs)."""
+    """The training data: "scenes" (default), "motion-scenes" (scenes whose objects leave trails, captions
+    that may name their motions: ``rvoslib.data.scenes``) or "shapes" (version 1's single-shape pairs)."""
     if data == "shapes":
         from rvoslib.data.synthetic import make_caption_pairs
 
         images, captions, _ = make_caption_pairs(num_images, seed, size=IMAGE_SIZE)
         return PairPool(images, captions)
-    return ScenePool(num_images, seed)
+    return ScenePool(num_images, seed, moving=data == "motion-scenes")
 
 
-def held_out_scenes(num: int, seed: int):
-    """Held-out scenes for the measures: images (num, S, S, 3) uint8 and the scenes (no swapped copies)."""
+def held_out_scenes(num: int, seed: int, moving: bool = False):
+    """Held-out scenes for the measures: images (num, S, S, 3) uint8 and the scenes (no swapped copies);
+    ``moving``: motion scenes (trails)."""
     from rvoslib.data.scenes import make_scene_pool
 
-    images, scenes, _ = make_scene_pool(num, seed, IMAGE_SIZE, pair_prob=0.0)
+    images, scenes, _ = make_scene_pool(num, seed, IMAGE_SIZE, pair_prob=0.0, moving=moving)
     return images, scenes
+
+
+def measure(model: nn.Module, images: np.ndarray, scenes: Sequence, motion_scenes: tuple, seed: int) -> dict:
+    """The sidecar's held-out measures: the still-scene ones (:func:`evaluate_scenes`) and "motion"
+    (:mod:`rvoslib.motion_words`: text similarity of the motion phrases, motion choice on motion scenes)."""
+    from rvoslib.motion_words import motion_choice, motion_text_similarity
+
+    result = evaluate_scenes(model, images, scenes, seed)
+    result["motion"] = {"text_similarity": motion_text_similarity(model),
+                        "choice": motion_choice(model, *motion_scenes, seed)}
+    return result
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -306,8 +319,10 @@ def run_summary(out_path: str | os.PathLike, settings: dict, losses: Sequence[fl
     """The JSON sidecar's content for one pretraining run (see :func:`pretrain_tiny_clip`)."""
     steps, batch_size, seed = settings["steps"], settings["batch_size"], settings["seed"]
     window = min(50, max(1, steps // 10))  # initial/final loss: mean over the first/last 10% of steps (<= 50)
-    data = ("still multi-object scenes with scene captions (rvoslib.data.scenes)" if settings["data"] == "scenes"
-            else "single-shape image-caption pairs (rvoslib.data.synthetic.make_caption_pairs)")
+    data = {"scenes": "still multi-object scenes with scene captions (rvoslib.data.scenes)",
+            "motion-scenes": "multi-object scenes whose objects leave motion trails, with scene captions that may "
+                             "name the motions (rvoslib.data.scenes, moving=True)",
+            }.get(settings["data"], "single-shape image-caption pairs (rvoslib.data.synthetic.make_caption_pairs)")
     return {
         "what": f"open_clip '{settings['model']}' CLIP pretrained contrastively (open_clip ClipLoss) on synthetic {data}",
         "command": reproduce_command(out_path, **settings),
@@ -336,7 +351,8 @@ def pretrain_tiny_clip(out_path: str | os.PathLike = DEFAULT_OUT, data: str = DE
     Args:
         out_path: checkpoint file (open_clip format: fp16 state dict); the sidecar is
             the same path with ``.json``.
-        data: "scenes" (multi-object scenes, scene captions) or "shapes" (version 1).
+        data: "scenes" (multi-object scenes, scene captions), "motion-scenes" (the same with motion
+            trails and motion words) or "shapes" (version 1).
         model_name: the tiny open_clip config ("rvos-tiny2"; version 1 used "rvos-tiny").
         steps: optimizer steps; batch_size: image-caption pairs per step.
         seed: fixes the model initialisation, the training images, the batches and captions;
@@ -357,13 +373,14 @@ def pretrain_tiny_clip(out_path: str | os.PathLike = DEFAULT_OUT, data: str = DE
     pool = make_pool(data, num_images, seed)
     eval_seed = seed + EVAL_SEED_OFFSET
     eval_images, eval_scenes = held_out_scenes(num_eval, eval_seed)
+    motion_scenes = held_out_scenes(num_eval, eval_seed, moving=True)
     model = build_tiny_clip(seed, model_name).to(device)
-    random_init = evaluate_scenes(model, eval_images, eval_scenes, eval_seed)
+    random_init = measure(model, eval_images, eval_scenes, motion_scenes, eval_seed)
     data_seconds = time.perf_counter() - start
     losses = train(model, pool, steps, batch_size, seed, lr, warmup_steps, weight_decay, progress)
     seconds = time.perf_counter() - start - data_seconds
     model.load_state_dict(fp16_state_dict(model))  # measure what is shipped: the fp16-rounded weights
-    held_out = evaluate_scenes(model, eval_images, eval_scenes, eval_seed)
+    held_out = measure(model, eval_images, eval_scenes, motion_scenes, eval_seed)
     sha = save_checkpoint(model, out_path)
     results = run_summary(out_path, settings, losses, seconds, held_out, random_init, model, device, sha)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
@@ -393,6 +410,8 @@ relation binding, patch probes, text->patch pointing; also at random init), and 
 open_clip's checkpoint format (fp16 state dict) with a JSON sidecar (OUT with .json). Load it with
   create_clip(BackboneConfig(model_name="rvos-tiny2", pretrained=OUT, image_size=64)).
 The defaults make the shipped data_samples/tiny_clip/rvos-tiny-scenes.pt (use --threads 1).
+Motion vocabulary (objects leave trails; captions may say "moving left", "bouncing up and down"):
+  --data motion-scenes.
 Version 1 (rvos-tiny-shapes.pt): --data shapes --model rvos-tiny --steps 1500 --batch-size 48 --num-images 20000 --warmup-steps 150.
 """
 

@@ -48,12 +48,22 @@ def test_short_pretraining_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_
                                "--weight-decay 0.1 --num-eval 100")
     assert not list(out.parent.glob(".*tmp*"))  # the atomic writes left no temporary files
     for result in (info["held_out"], info["random_init"]):
-        assert set(result) == {"retrieval", "binding", "pointing", "patch_probe"}
+        assert set(result) == {"retrieval", "binding", "pointing", "patch_probe", "motion"}
+        assert set(result["motion"]) == {"text_similarity", "choice"} and result["motion"]["choice"]["num_queries"] > 50
         assert result["retrieval"]["chance"] == pytest.approx(1 / 50, rel=0.3)
         assert len(result["patch_probe"]["per_block"]) == 4  # one per ViT block of rvos-tiny2
     model = create_clip(BackboneConfig(model_name="rvos-tiny2", pretrained=str(out), image_size=64))
     state = torch.load(out, weights_only=True)
     assert torch.equal(model.logit_scale.detach(), state["logit_scale"].float())
+
+
+def test_motion_scene_data_trains(one_thread):
+    pool = pretrain.make_pool("motion-scenes", 200, seed=0)
+    assert all(scene.moving for scene in pool.scenes)
+    model = pretrain.build_tiny_clip(0)
+    losses = pretrain.train(model, pool, steps=3, batch_size=16, seed=0, lr=1e-3, warmup_steps=1,
+                            weight_decay=0.1, progress=False)
+    assert len(losses) == 3 and all(np.isfinite(losses))
 
 
 def test_version_1_data_still_trains(tmp_path, one_thread):

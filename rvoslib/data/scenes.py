@@ -23,6 +23,14 @@ negatives), and :func:`make_scene_pool` pairs most scenes with a copy of the sam
 apart) or with one object's attribute changed (recognising it tells them apart), so a batch
 holds hard negatives.
 
+Motion scenes (``moving=True``, the data of ``rvoslib pretrain --data motion-scenes``). A still
+photo of a moving thing shows blur; here every object gets one of synthetic's motions and is drawn
+with a fading trail of its last ``TRAIL_FRAMES - 1`` positions (a static object has none), and
+captions may add the motion with synthetic's own phrases: "a red circle moving left", "the square
+that bounces up and down". Hard-negative copies then often change one object's motion (same
+layout, another trail). The aim is a text tower that tells "moving left" from "moving right", which
+a tower that never read such words cannot (``prompts.lexical_words`` in ``rvoslib.text_encoder``).
+
 Deterministic by seed: scene ``i`` of a pool uses ``np.random.default_rng([seed, crc32("scenes"), i])``.
 """
 
@@ -40,6 +48,7 @@ from rvoslib.data.synthetic import (
     _NOUNS,
     _RELATION_PHRASES,
     COLOURS,
+    MOTIONS,
     RELATIONS,
     SHAPES,
     SIZES,
@@ -49,9 +58,12 @@ from rvoslib.data.synthetic import (
     _far_enough,
     _matches,
     _place_objects,
+    _motions,
     _relation_holds,
     _visible_enough,
+    motion_phrases,
     render_frames,
+    trajectory,
 )
 
 _SALT = zlib.crc32(b"scenes")
@@ -60,6 +72,10 @@ NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 _MENTION_KEYS = [k for k in _DESCRIPTIONS if k]  # shape, colour, colour+shape, size+shape, size+colour, all three
 _MENTION_WEIGHTS = np.array([0.1, 0.08, 0.32, 0.1, 0.1, 0.3])
 SWAPPABLE = ("colour", "shape", "size")
+TRAIL_FRAMES = 5  # a moving object's positions in a motion scene: 4 fading earlier ones, then where it is
+TRAIL_ALPHA = (0.2, 0.3, 0.4, 0.55)  # opacity of the earlier positions over the background, oldest first
+MOTION_MENTION_PROB = 0.75  # chance that a mention in a motion scene's caption names the object's motion
+MOTION_PARTNER_PROB = 0.75  # chance that a motion scene's hard-negative copy changes a motion (else an attribute)
 
 
 @dataclass
@@ -72,27 +88,47 @@ class Scene:
     objects: list[ShapeObject]
     background: int
 
+    @property
+    def moving(self) -> bool:
+        """A motion scene: its objects have a trail of positions (``centres`` (TRAIL_FRAMES, 2))."""
+        return len(self.objects[0].centres) > 1
+
 
 # ----------------------------------------------------------------------------- scenes
 
 
 def _render(objects: Sequence[ShapeObject], size: int, background: int) -> Scene | None:
-    """Draw objects; None when one keeps less than 60% of its pixels visible."""
+    """Draw objects where they are (their last position), with the fading trail of their earlier
+    positions when they have several (:func:`draw_trails`); None when one keeps less than 60% of its
+    pixels visible at some position."""
     frames, id_maps = render_frames(objects, size, [background] * 3)
     if not _visible_enough(objects, id_maps, size):
         return None
-    return Scene(frames[0], id_maps[0], list(objects), background)
+    return Scene(draw_trails(frames, id_maps), id_maps[-1], list(objects), background)
+
+
+def draw_trails(frames: np.ndarray, id_maps: np.ndarray) -> np.ndarray:
+    """The last frame, with the objects of the earlier frames blended over its background pixels,
+    oldest first, at opacities ``TRAIL_ALPHA[-(F - 1):]``: (F, S, S, 3) uint8 -> (S, S, 3) uint8."""
+    image = frames[-1].astype(np.float32)
+    background = id_maps[-1] == 0  # (S, S): trails never cover an object
+    for frame, ids, alpha in zip(frames[:-1], id_maps[:-1], TRAIL_ALPHA[len(TRAIL_ALPHA) - len(frames) + 1:]):
+        ghost = (ids > 0) & background
+        image[ghost] = (1 - alpha) * image[ghost] + alpha * frame[ghost]
+    return np.round(image).astype(np.uint8)
 
 
 def generate_scene(rng: np.random.Generator, size: int = 64, min_objects: int = 2, max_objects: int = 4,
-                   twin_prob: float = 0.5) -> Scene:
-    """One scene, composed with ``synthetic``'s rules (appearances, spacing, visibility)."""
-    options = SyntheticOptions(num_frames=1, size=size, min_objects=min_objects, max_objects=max_objects,
-                               twin_prob=twin_prob)
+                   twin_prob: float = 0.5, moving: bool = False) -> Scene:
+    """One scene, composed with ``synthetic``'s rules (appearances, spacing, visibility); with
+    ``moving``, a motion scene (every object gets a motion, look-alikes different ones, and a trail)."""
+    options = SyntheticOptions(num_frames=TRAIL_FRAMES if moving else 1, size=size, min_objects=min_objects,
+                               max_objects=max_objects, twin_prob=twin_prob)
     for _ in range(200):
         num_objects = int(rng.integers(min_objects, max_objects + 1))
         appearances = _appearances(rng, num_objects, options)
-        objects = _place_objects(rng, appearances, ["static"] * num_objects, options)
+        motions = _motions(rng, appearances) if moving else ["static"] * num_objects
+        objects = _place_objects(rng, appearances, motions, options)
         if objects is None:
             continue
         scene = _render(objects, size, int(rng.integers(20, 75)))
@@ -143,11 +179,38 @@ def change_attribute(scene: Scene, rng: np.random.Generator) -> Scene | None:
     return _render(objects, size, scene.background)
 
 
-def make_scene_pool(num_images: int, seed: int, size: int = 64, pair_prob: float = 0.8
+def change_motion(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    """A motion scene's copy with one object given another motion (a new trail; look-alikes keep
+    different motions): the hard negative that reading the trail tells apart. None when 5 draws of the
+    new trail all came too close to another object or hid one."""
+    size, k = scene.image.shape[0], int(rng.integers(len(scene.objects)))
+    old = scene.objects[k]
+    taken = {o.motion for o in scene.objects if o.appearance() == old.appearance()}
+    motion = str(rng.choice([m for m in MOTIONS if m not in taken]))
+    for _ in range(5):
+        objects = list(scene.objects)
+        objects[k] = replace(old, motion=motion, centres=trajectory(motion, old.radius, len(old.centres), size, rng))
+        if all(_far_enough(objects[k], o) for o in objects if o is not objects[k]):
+            changed = _render(objects, size, scene.background)
+            if changed is not None:
+                return changed
+    return None
+
+
+def _partner(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    """A hard-negative copy: a still scene's attribute swapped or changed (half each); a motion
+    scene's motion changed (``MOTION_PARTNER_PROB``), else an attribute swapped or changed."""
+    if scene.moving and rng.random() < MOTION_PARTNER_PROB:
+        return change_motion(scene, rng)
+    return swap_attribute(scene, rng) if rng.random() < 0.5 else change_attribute(scene, rng)
+
+
+def make_scene_pool(num_images: int, seed: int, size: int = 64, pair_prob: float = 0.8, moving: bool = False
                     ) -> tuple[np.ndarray, list[Scene], list[list[int]]]:
     """About ``num_images`` scenes; with probability ``pair_prob`` a scene comes with a hard-negative
     copy of the same layout: half the time two objects' attribute swapped (:func:`swap_attribute`:
     only binding tells them apart), else one object's attribute changed (:func:`change_attribute`).
+    ``moving``: motion scenes, whose copies mostly change one object's motion (:func:`_partner`).
 
     Returns images (n, S, S, 3) uint8, the n scenes, and groups: lists of image indices that
     belong together (a scene alone, or a scene and its copy) for batching.
@@ -158,10 +221,8 @@ def make_scene_pool(num_images: int, seed: int, size: int = 64, pair_prob: float
     while len(scenes) < num_images:
         rng = np.random.default_rng([int(seed), _SALT, index])
         index += 1
-        scene = generate_scene(rng, size)
-        partner = None
-        if rng.random() < pair_prob:
-            partner = swap_attribute(scene, rng) if rng.random() < 0.5 else change_attribute(scene, rng)
+        scene = generate_scene(rng, size, moving=moving)
+        partner = _partner(scene, rng) if rng.random() < pair_prob else None
         members = [scene] if partner is None or len(scenes) + 2 > num_images else [scene, partner]
         groups.append(list(range(len(scenes), len(scenes) + len(members))))
         scenes += members
@@ -173,10 +234,10 @@ def make_scene_pool(num_images: int, seed: int, size: int = 64, pair_prob: float
 
 
 def _roughly(relation: str, a: ShapeObject, b: ShapeObject) -> bool:
-    """Whether ``a`` is ``relation`` ``b`` by any margin (centres compared)."""
+    """Whether ``a`` is ``relation`` ``b`` by any margin at some position of their trails (centres compared)."""
     axis = 0 if relation in ("left of", "right of") else 1
-    gap = float(b.centres[0, axis] - a.centres[0, axis])  # > 0: a is left of / above b
-    return gap > 0 if relation in ("left of", "above") else gap < 0
+    gap = b.centres[:, axis] - a.centres[:, axis]  # (F,) > 0: a is left of / above b
+    return bool((gap > 0).any() if relation in ("left of", "above") else (gap < 0).any())
 
 
 def caption_holds(spec: dict, objects: Sequence[ShapeObject], strict: bool = True) -> bool:
@@ -200,9 +261,10 @@ def caption_holds(spec: dict, objects: Sequence[ShapeObject], strict: bool = Tru
 
 
 def _noun_phrase(attrs: dict, rng: np.random.Generator) -> str:
-    """ "small red circle", "red shape", "large object" (no article)."""
+    """ "small red circle", "red shape", "large object", "red circle moving left" (no article)."""
     words = [attrs[k] for k in ("size", "colour") if k in attrs]
-    return " ".join(words + [attrs.get("shape") or str(rng.choice(_NOUNS))])
+    phrase = " ".join(words + [attrs.get("shape") or str(rng.choice(_NOUNS))])
+    return phrase if "motion" not in attrs else f"{phrase} {rng.choice(motion_phrases(attrs['motion']))}"
 
 
 def _with_article(phrase: str, article: str) -> str:
@@ -230,18 +292,24 @@ def caption_text(spec: dict, rng: np.random.Generator) -> str:
     return str(rng.choice(["{}", "{}", "a scene with {}", "an image of {}"])).format(body)
 
 
-def random_caption_spec(objects: Sequence[ShapeObject], rng: np.random.Generator) -> dict:
+def random_caption_spec(objects: Sequence[ShapeObject], rng: np.random.Generator, moving: bool = False) -> dict:
     """A true caption spec for a scene: 1 to all of its distinct-appearance objects, each by an
     attribute subset; a relation between the first two when one holds (60%); the count when
-    every object is mentioned (50%)."""
+    every object is mentioned (50%). ``moving`` (a motion scene): look-alikes count as distinct,
+    and each mention names the object's motion with probability ``MOTION_MENTION_PROB``."""
     distinct: dict[tuple, ShapeObject] = {}
     for o in rng.permutation(len(objects)):
-        distinct.setdefault(objects[o].appearance(), objects[o])
+        key = objects[o].appearance() + ((objects[o].motion,) if moving else ())
+        distinct.setdefault(key, objects[o])
     pool = list(distinct.values())
     k = int(rng.integers(1, len(pool) + 1)) if rng.random() < 0.7 else min(2, len(pool))
     chosen = pool[:k]
     mentions = [{key: getattr(o, key) for key in _MENTION_KEYS[rng.choice(len(_MENTION_KEYS), p=_MENTION_WEIGHTS)]}
                 for o in chosen]
+    if moving:
+        for mention, o in zip(mentions, chosen):
+            if rng.random() < MOTION_MENTION_PROB:
+                mention["motion"] = o.motion
     relation = None
     if k >= 2 and rng.random() < 0.6:
         holding = [r for r in RELATIONS if _relation_holds(r, chosen[0], chosen[1]).all()]
@@ -255,7 +323,7 @@ def _choose(scenes: Sequence[Scene], rng: np.random.Generator, tries: int) -> li
     for k, scene in enumerate(scenes):
         found.append(None)
         for _ in range(tries):
-            spec = random_caption_spec(scene.objects, rng)
+            spec = random_caption_spec(scene.objects, rng, scene.moving)
             if not any(caption_holds(spec, other.objects, strict=False) for j, other in enumerate(scenes) if j != k):
                 text = caption_text(spec, rng)
                 if all(f is None or f[1] != text for f in found):
@@ -289,7 +357,7 @@ def sample_scene_batch(scenes: Sequence[Scene], groups: Sequence[Sequence[int]],
             objects = scenes[candidate].objects
             if any(f is not None and caption_holds(f[0], objects, strict=False) for f in found):
                 continue
-            spec = random_caption_spec(objects, rng)
+            spec = random_caption_spec(objects, rng, scenes[candidate].moving)
             text = caption_text(spec, rng)
             others = [scenes[i] for j, i in enumerate(chosen) if j != k]
             if (not any(caption_holds(spec, o.objects, strict=False) for o in others)
