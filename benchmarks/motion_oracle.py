@@ -12,7 +12,8 @@ N(0, 1) at init) for the motion its words name, parsed from the tokens (one of t
 ``rvoslib.data.synthetic``, or "none"). So the model is told which motion is asked as clearly as a
 text tower that had learned motion words would tell it; it must still find the object that moves
 that way. The parse reads the sentence only, never the video or the answer ("left of" in a relation
-sentence also reads as "left"). A checkpoint trained this way loads only through these commands.
+sentence also reads as "left"). A checkpoint trained this way loads only through these commands, and
+these commands score only such checkpoints (any other model would get an untrained random code).
 
 ``motion-only`` writes a copy of a Ref-YouTube-VOS-layout split keeping only the motion sentences
 (frames and masks are symlinked, not copied).
@@ -82,6 +83,24 @@ def oracle_text() -> Iterator[None]:
         PromptedTextEncoder.__init__, PromptedTextEncoder.forward = init, forward
 
 
+def check_oracle_checkpoints(paths: Sequence[str]) -> None:
+    """SystemExit naming a checkpoint that was not trained with the oracle code (no ``text.oracle.weight``)."""
+    for path in paths:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "text.oracle.weight" not in state.get("model", {}):
+            raise SystemExit(f"{path!r} was not trained with the oracle motion code; score it with "
+                             "benchmarks.motion_stride or benchmarks.toy_eval instead")
+
+
+def checkpoint_args(argv: Sequence[str]) -> list[str]:
+    """The checkpoint paths of a ``stride`` / ``toy-eval`` command line (``--checkpoint [NAME=]PATH``)."""
+    paths = []
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--checkpoint":
+            paths.append(value.partition("=")[2] if "=" in value else value)
+    return paths
+
+
 def write_motion_only(source: Path, target: Path, split: str = "train") -> int:
     """``target/split``: the meta of ``source/split`` with only its motion sentences, frames and masks
     symlinked. Returns the number of sentences kept."""
@@ -114,6 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise SystemExit("usage: python -m benchmarks.motion_oracle motion-only SOURCE TARGET")
         print(f"kept {write_motion_only(Path(rest[0]), Path(rest[1]))} motion sentences in {rest[1]}/train")
         return 0
+    if command in ("stride", "toy-eval"):
+        check_oracle_checkpoints(checkpoint_args(rest))
     with oracle_text():
         if command == "train":
             from rvoslib.cli import main as cli

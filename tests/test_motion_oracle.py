@@ -9,7 +9,7 @@ from benchmarks import motion_oracle as mo
 from rvoslib.backbone import create_clip, get_tokenizer
 from rvoslib.config import tiny
 from rvoslib.data.synthetic import MOTIONS, motion_phrases, write_synthetic_dataset
-from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
+from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_RVOS_CHECKPOINT, find_sample
 from rvoslib.text_encoder import PromptedTextEncoder, tokenize
 
 
@@ -54,3 +54,11 @@ def test_motion_only_split_keeps_the_motion_sentences(tmp_path):
         mo.write_motion_only(tmp_path / "src", tmp_path / "dst")
     with pytest.raises(FileNotFoundError, match="meta_expressions.json"):
         mo.write_motion_only(tmp_path / "nowhere", tmp_path / "other")
+
+
+def test_scoring_refuses_a_checkpoint_trained_without_the_code():
+    shipped = str(find_sample(TINY_RVOS_CHECKPOINT))
+    with pytest.raises(SystemExit, match="not trained with the oracle motion code"):
+        mo.main(["stride", "--checkpoint", shipped])
+    with pytest.raises(SystemExit, match="not trained with the oracle motion code"):
+        mo.main(["toy-eval", "--checkpoint", f"shipped={shipped}", "--std-seed", "1", "--hard-seed", "2"])
