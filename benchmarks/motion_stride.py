@@ -50,15 +50,45 @@ def score_video(video, masks: np.ndarray, indices: Sequence[int], probs: Optiona
     return rows
 
 
+# what an unordered set of an object's positions shows: whether it moves, and along which axis
+_SET_CLASS = {"static": "still", "left": "horizontal", "right": "horizontal", "up": "vertical", "down": "vertical",
+              "bouncing": "vertical"}
+
+
+def needs_order(video, expression) -> bool:
+    """A motion sentence whose referent has a look-alike (same described attributes) whose motion an
+    unordered set of positions cannot tell from the referent's (left vs right; up, down, bouncing):
+    only the order of the frames tells them apart. A model that pools frames without order (stage 2's
+    words read every frame) can resolve the other motion sentences."""
+    if expression["kind"] != "motion":
+        return False
+    attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
+    return any(o is not own and all(getattr(o, k) == v for k, v in attrs.items())
+               and _SET_CLASS[o.motion] == _SET_CLASS[own.motion] for o in video.objects)
+
+
+def set_reader_chance(video, expression) -> float:
+    """1 / (look-alikes whose motion looks the same as an unordered set of positions, the referent
+    included): the chance of a reader that sees which objects move along which axis but not which way."""
+    attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
+    return 1.0 / sum(all(getattr(o, k) == v for k, v in attrs.items()) and _SET_CLASS[o.motion] == _SET_CLASS[own.motion]
+                     for o in video.objects)
+
+
 def look_alike_chance(video) -> list[float]:
     """Per expression, 1 / (objects that fit its described attributes): a motion-blind reader's chance."""
     return [1.0 / sum(all(getattr(o, key) == value for key, value in e["spec"]["attrs"].items())
                       for o in video.objects) for e in video.expressions]
 
 
+ORDER_KIND = "motion, order needed"  # the motion sentences of :func:`needs_order`, also counted under "motion"
+
+
 def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int], split: str = "valid") -> dict:
     """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "chance": mean
-    look-alike chance, "n": sentences}}}``.
+    look-alike chance, "n": sentences}}}``. Kind "motion, order needed" (:func:`needs_order`) repeats
+    the motion sentences that only the frames' order resolves; its "chance" is that of a reader who
+    sees the positions without their order (:func:`set_reader_chance`).
 
     ``split``: the generator's split name; ``seed`` and ``split="train"`` regenerate the first
     ``videos`` training videos of ``rvoslib make-synthetic --hard --seed`` (does the model fit the
@@ -71,6 +101,8 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
     model, _ = resolve_model(checkpoint, device="cpu")
     clips = generate_videos(videos, seed=seed, split=split, hard=True)
     chances = [(e["kind"], c) for video in clips for e, c in zip(video.expressions, look_alike_chance(video))]
+    chances += [(ORDER_KIND, set_reader_chance(video, e)) for video in clips for e in video.expressions
+                if needs_order(video, e)]
     out = {}
     with torch.inference_mode():
         for stride in strides:
@@ -79,7 +111,9 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
                 result = segment_video(video.frames, [e["text"] for e in video.expressions], model,
                                        stride=stride, progress=False, return_logits=True)
                 probs = torch.as_tensor(result.logits).float().sigmoid().numpy()
-                rows += score_video(video, result.masks, result.frame_indices, probs)
+                scored = score_video(video, result.masks, result.frame_indices, probs)
+                rows += scored + [(ORDER_KIND,) + row[1:] for row, e in zip(scored, video.expressions)
+                                  if needs_order(video, e)]
             out[stride] = {kind: {"J": float(np.mean([r[1] for r in rows if r[0] == kind])),
                                   "right_object": float(np.mean([r[2] for r in rows if r[0] == kind])),
                                   "right_choice": float(np.mean([r[3] for r in rows if r[0] == kind])),

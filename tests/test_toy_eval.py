@@ -127,3 +127,25 @@ def test_look_alike_chance_counts_the_objects_a_motion_blind_reader_cannot_tell_
                 referent = next(o for o in video.objects if o.obj_id == expression["obj_id"])
                 twins = [o for o in video.objects if o.appearance() == referent.appearance()]
                 assert len(twins) >= 2 and chance <= 1.0 / len(twins) + 1e-9
+
+
+def test_order_needed_marks_look_alikes_that_move_along_the_same_axis():
+    from benchmarks.motion_stride import needs_order, set_reader_chance
+    from rvoslib.data.synthetic import generate_videos
+
+    seen = {True: 0, False: 0}
+    for video in generate_videos(30, seed=12, split="valid", hard=True):
+        objects = {o.obj_id: o for o in video.objects}
+        for e in video.expressions:
+            if e["kind"] != "motion":
+                assert not needs_order(video, e)
+                continue
+            own = objects[e["obj_id"]]
+            alikes = [o for o in video.objects if o is not own
+                      and all(getattr(o, k) == v for k, v in e["spec"]["attrs"].items())]
+            axis = {"static": 0, "left": 1, "right": 1, "up": 2, "down": 2, "bouncing": 2}
+            same_axis = [o for o in alikes if axis[o.motion] == axis[own.motion]]
+            assert needs_order(video, e) == bool(same_axis)
+            assert set_reader_chance(video, e) == 1 / (1 + len(same_axis))
+            seen[bool(same_axis)] += 1
+    assert seen[True] > 5 and seen[False] > 5  # both cases occur in hard videos
