@@ -69,6 +69,28 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
     return (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
 
 
+_SET_CLASS = {"static": 0, "left": 1, "right": 1, "up": 2, "down": 2, "bouncing": 2}  # what unordered positions show
+
+
+def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
+    """For the windows of :func:`probe_windows` (same order): whether another object of the video
+    moves along the referent's axis (left/right; up/down/bouncing), so that only the frames' order
+    tells them apart, (N,) bool; and the chance of a reader of unordered positions, (N,)
+    1 / (objects on the referent's axis)."""
+    from rvoslib.data.synthetic import MOTIONS
+
+    flags, chances = [], []
+    for video in videos:
+        counts = {m: sum(o.motion == m for o in video.objects) for m in MOTIONS}
+        for obj in video.objects:
+            if counts[obj.motion] != 1:
+                continue
+            same = sum(_SET_CLASS[o.motion] == _SET_CLASS[obj.motion] for o in video.objects)
+            flags.append(same > 1)
+            chances.append(1.0 / same)
+    return np.array(flags, dtype=bool), np.array(chances)
+
+
 def clip_patch_tokens(frames: np.ndarray, batch: int = 256) -> np.ndarray:
     """The shipped tiny CLIP's last-block patch tokens (after ln_post): (N, T, 3, 64, 64) -> (N, T, 64, 8, 8)."""
     import torch
@@ -206,7 +228,7 @@ def right_object(logits, covers, referents) -> np.ndarray:
 
 def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float, seed: int,
                 readout: str = "dot", features: str = "pixels", query: str = "learned",
-                dice: float = 0.0) -> dict:
+                dice: float = 0.0, order: Optional[np.ndarray] = None) -> dict:
     """Train one variant; returns its held-out right-object share, loss and time.
 
     dice: weight of a soft Dice term per clip added to the BCE (the model's own loss has 5 x Dice
@@ -240,7 +262,8 @@ def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float
         logits = torch.cat([model(torch.from_numpy(held_out[0][i:i + 64]), torch.from_numpy(held_out[2][i:i + 64]))
                             for i in range(0, len(held_out[0]), 64)])
     right = right_object(logits, held_out[1], held_out[3])
-    return {"right_object": float(right.mean()), "n": int(len(right)),
+    extra = {} if order is None else {"right_object_order_needed": float(right[order].mean())}
+    return {"right_object": float(right.mean()), "n": int(len(right)), **extra,
             "final_loss": float(np.mean(losses[-50:])), "cpu_s": time.process_time() - start}
 
 
@@ -270,20 +293,24 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     train = probe_windows(generate_videos(args.train_videos, seed=args.seed, hard=True), rng)
-    held_out = probe_windows(generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True),
-                             np.random.default_rng(args.eval_seed))
+    eval_videos = generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True)
+    held_out = probe_windows(eval_videos, np.random.default_rng(args.eval_seed))
+    order, order_chance = order_needed(eval_videos)
     if args.features == "clip":
         train = (clip_patch_tokens(train[0]),) + train[1:]
         held_out = (clip_patch_tokens(held_out[0]),) + held_out[1:]
     chance = float(np.mean(1.0 / (held_out[1].sum(axis=(1, 3, 4)) > 0).sum(axis=1)))
-    results = {"chance": chance, "train_windows": len(train[0]), "readout": args.readout, "features": args.features, "query": args.query, "dice": args.dice,
+    results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
+               "train_windows": len(train[0]), "readout": args.readout, "features": args.features, "query": args.query, "dice": args.dice,
                "seeds": {"train": args.seed, "held_out": args.eval_seed}, "steps": args.steps, "variants": {}}
     print(f"{len(train[0])} training windows, {len(held_out[0])} held-out; chance {chance:.3f}")
     for variant in args.variants:
         results["variants"][variant] = row = run_variant(variant, train, held_out, args.steps, args.batch,
                                                          args.lr, args.seed, args.readout, args.features,
-                                                         args.query, args.dice)
-        print(f"{variant:34s} right object {row['right_object']:.3f}  loss {row['final_loss']:.4f}  "
+                                                         args.query, args.dice, order)
+        print(f"{variant:34s} right object {row['right_object']:.3f}  (order needed: "
+              f"{row['right_object_order_needed']:.3f}, chance {results['order_needed']['chance']:.3f})  "
+              f"loss {row['final_loss']:.4f}  "
               f"{row['cpu_s']:.0f} CPU s", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -49,3 +49,20 @@ def test_every_variant_gives_one_logit_per_patch(windows, variant, readout):
     assert logits.shape == (2, 4, 8, 8)
     trainable = {n.split(".")[0] for n, p in probe.named_parameters() if p.requires_grad}
     assert "embed" not in trainable and "encoder" in trainable  # the patch embedding stays frozen
+
+
+def test_order_needed_flags_follow_the_windows_and_the_axes(windows):
+    from benchmarks.motion_probe import order_needed
+
+    videos, (frames, _, motions, referents) = windows
+    flags, chances = order_needed(videos)
+    assert flags.shape == chances.shape == (len(frames),)
+    axis = {"static": 0, "left": 1, "right": 1, "up": 2, "down": 2, "bouncing": 2}
+    k = 0
+    for video in videos:
+        unique = [o for o in video.objects if sum(p.motion == o.motion for p in video.objects) == 1]
+        for obj in unique:
+            same = [o for o in video.objects if axis[o.motion] == axis[obj.motion]]
+            assert flags[k] == (len(same) > 1) and chances[k] == 1 / len(same)
+            k += 1
+    assert k == len(frames) and flags.any() and not flags.all()
