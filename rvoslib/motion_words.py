@@ -1,8 +1,9 @@
 """Does a (tiny) CLIP read motion words? Two measures for :mod:`rvoslib.pretrain`'s sidecar.
 
 A frozen text tower passes on only the distinctions it learned: the tiny CLIP pretrained on still
-scenes (version 2) gives "the circle moving left" and "the circle moving right" features with
-cosine 0.9998, so no module of VLP-RVOS downstream can tell which way a sentence asks for. The
+scenes (version 2) gives the words of "the circle moving left" and "the circle moving right"
+features with cosine 0.9998 (1.0000 for the end token), so no module of VLP-RVOS downstream can
+tell which way a sentence asks for. The
 motion-scene pretraining (``rvoslib pretrain --data motion-scenes``) is meant to change that.
 
 - :func:`motion_text_similarity`: cosine between the text features of "the circle <phrase>" for
