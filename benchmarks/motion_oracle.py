@@ -15,8 +15,9 @@ that way. The parse reads the sentence only, never the video or the answer ("lef
 sentence also reads as "left"). A checkpoint trained this way loads only through these commands, and
 these commands score only such checkpoints (any other model would get an untrained random code).
 
-``motion-only`` writes a copy of a Ref-YouTube-VOS-layout split keeping only the motion sentences
-(frames and masks are symlinked, not copied).
+``motion-only`` writes a copy of a Ref-YouTube-VOS-layout training split keeping only the motion
+sentences (frames and masks are symlinked, not copied), and links the source's ``valid`` split
+when it has one (training validates on it; without one, pass ``--set train.eval_every=0``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def write_motion_only(source: Path, target: Path, split: str = "train") -> int:
     for folder in ("JPEGImages", "Annotations"):
         (dst / folder).symlink_to((src / folder).resolve(), target_is_directory=True)
     (dst / "meta_expressions.json").write_text(json.dumps(meta), encoding="utf-8")
+    if split == "train" and (Path(source) / "valid").is_dir():
+        (Path(target) / "valid").symlink_to((Path(source) / "valid").resolve(), target_is_directory=True)
     return kept
 
 

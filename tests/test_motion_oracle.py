@@ -50,6 +50,7 @@ def test_motion_only_split_keeps_the_motion_sentences(tmp_path):
     assert kinds == ["motion"] * kept and kept == sum(e["kind"] == "motion" for v in source["videos"].values()
                                                       for e in v["expressions"].values()) > 0
     assert (tmp_path / "dst" / "train" / "JPEGImages").resolve() == (tmp_path / "src" / "train" / "JPEGImages").resolve()
+    assert not (tmp_path / "dst" / "valid").exists()  # the source has no valid split
     with pytest.raises(FileExistsError, match="exists"):
         mo.write_motion_only(tmp_path / "src", tmp_path / "dst")
     with pytest.raises(FileNotFoundError, match="meta_expressions.json"):
@@ -62,3 +63,10 @@ def test_scoring_refuses_a_checkpoint_trained_without_the_code():
         mo.main(["stride", "--checkpoint", shipped])
     with pytest.raises(SystemExit, match="not trained with the oracle motion code"):
         mo.main(["toy-eval", "--checkpoint", f"shipped={shipped}", "--std-seed", "1", "--hard-seed", "2"])
+
+
+def test_motion_only_links_the_valid_split_when_there_is_one(tmp_path):
+    write_synthetic_dataset(tmp_path / "src" / "train", 2, seed=3, hard=True)
+    write_synthetic_dataset(tmp_path / "src" / "valid", 2, seed=4, split="valid", hard=True)
+    mo.write_motion_only(tmp_path / "src", tmp_path / "dst")
+    assert (tmp_path / "dst" / "valid").resolve() == (tmp_path / "src" / "valid").resolve()
