@@ -29,14 +29,16 @@ from rvoslib.pretrain_eval import encode_captions, encode_images, eval_mode, get
 
 
 def sentence_features(model: nn.Module, sentences: Sequence[str]) -> torch.Tensor:
-    """The end-token features after ``ln_final`` (no projection), unit norm: (B, D_t)."""
-    tokens = get_tokenizer()(list(sentences))  # (B, L_ctx)
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        x = model.token_embedding(tokens.to(device)) + model.positional_embedding[: tokens.shape[1]]
-        x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask))  # (B, L_ctx, D_t)
-        end = x[torch.arange(len(tokens)), tokens.argmax(dim=1)]  # the end token has the largest id
-    return torch.nn.functional.normalize(end.float().cpu(), dim=-1)
+    """The sentence features the RVOS model reads (``PromptedTextEncoder`` without prompts: the end
+    token after ``ln_final``, no projection), unit norm: (B, D_t)."""
+    from rvoslib.config import PromptConfig
+    from rvoslib.text_encoder import PromptedTextEncoder, tokenize
+
+    encoder = PromptedTextEncoder(model, PromptConfig(use_language=False))
+    tokens = tokenize(list(sentences), get_tokenizer())  # (B, L_ctx)
+    with eval_mode(model), torch.no_grad():
+        sentence = encoder(tokens.to(next(model.parameters()).device))["sentence"]
+    return torch.nn.functional.normalize(sentence.float().cpu(), dim=-1)
 
 
 def motion_text_similarity(model: nn.Module) -> dict:
