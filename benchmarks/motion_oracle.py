@@ -22,6 +22,7 @@ when it has one (training validates on it; without one, pass ``--set train.eval_
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -48,11 +49,17 @@ def motion_class(text: str) -> int:
     return CLASSES.index("none")
 
 
-def token_classes(tokens: torch.Tensor) -> torch.Tensor:
-    """(B, L_ctx) open_clip tokens -> (B,) motion classes, read back from the decoded text."""
+@functools.lru_cache(maxsize=1)
+def _decoder():
+    """open_clip's BPE tokenizer, built once (it reads its vocabulary file)."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    decoder = SimpleTokenizer()
+    return SimpleTokenizer()
+
+
+def token_classes(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L_ctx) open_clip tokens -> (B,) motion classes, read back from the decoded text."""
+    decoder = _decoder()
     special = {0, decoder.sot_token_id, decoder.eot_token_id}
     texts = [decoder.decode([t for t in row if t not in special]) for row in tokens.tolist()]
     return torch.tensor([motion_class(t) for t in texts], device=tokens.device)

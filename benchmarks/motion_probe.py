@@ -69,14 +69,12 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
     return (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
 
 
-_SET_CLASS = {"static": 0, "left": 1, "right": 1, "up": 2, "down": 2, "bouncing": 2}  # what unordered positions show
-
-
 def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
     """For the windows of :func:`probe_windows` (same order): whether another object of the video
     moves along the referent's axis (left/right; up/down/bouncing), so that only the frames' order
     tells them apart, (N,) bool; and the chance of a reader of unordered positions, (N,)
     1 / (objects on the referent's axis)."""
+    from benchmarks.motion_stride import SET_CLASS
     from rvoslib.data.synthetic import MOTIONS
 
     flags, chances = [], []
@@ -85,7 +83,7 @@ def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
         for obj in video.objects:
             if counts[obj.motion] != 1:
                 continue
-            same = sum(_SET_CLASS[o.motion] == _SET_CLASS[obj.motion] for o in video.objects)
+            same = sum(SET_CLASS[o.motion] == SET_CLASS[obj.motion] for o in video.objects)
             flags.append(same > 1)
             chances.append(1.0 / same)
     return np.array(flags, dtype=bool), np.array(chances)

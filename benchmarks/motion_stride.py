@@ -51,28 +51,29 @@ def score_video(video, masks: np.ndarray, indices: Sequence[int], probs: Optiona
 
 
 # what an unordered set of an object's positions shows: whether it moves, and along which axis
-_SET_CLASS = {"static": "still", "left": "horizontal", "right": "horizontal", "up": "vertical", "down": "vertical",
-              "bouncing": "vertical"}
+SET_CLASS = {"static": "still", "left": "horizontal", "right": "horizontal", "up": "vertical", "down": "vertical",
+             "bouncing": "vertical"}
+
+
+def same_axis_look_alikes(video, expression) -> int:
+    """Objects that fit the sentence's described attributes and whose motion an unordered set of
+    positions cannot tell from the referent's (left vs right; up, down, bouncing), the referent included."""
+    attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
+    return sum(all(getattr(o, k) == v for k, v in attrs.items()) and SET_CLASS[o.motion] == SET_CLASS[own.motion]
+               for o in video.objects)
 
 
 def needs_order(video, expression) -> bool:
-    """A motion sentence whose referent has a look-alike (same described attributes) whose motion an
-    unordered set of positions cannot tell from the referent's (left vs right; up, down, bouncing):
+    """A motion sentence whose referent has a same-axis look-alike (:func:`same_axis_look_alikes`):
     only the order of the frames tells them apart. A model that pools frames without order (stage 2's
     words read every frame) can resolve the other motion sentences."""
-    if expression["kind"] != "motion":
-        return False
-    attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
-    return any(o is not own and all(getattr(o, k) == v for k, v in attrs.items())
-               and _SET_CLASS[o.motion] == _SET_CLASS[own.motion] for o in video.objects)
+    return expression["kind"] == "motion" and same_axis_look_alikes(video, expression) > 1
 
 
 def set_reader_chance(video, expression) -> float:
-    """1 / (look-alikes whose motion looks the same as an unordered set of positions, the referent
-    included): the chance of a reader that sees which objects move along which axis but not which way."""
-    attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
-    return 1.0 / sum(all(getattr(o, k) == v for k, v in attrs.items()) and _SET_CLASS[o.motion] == _SET_CLASS[own.motion]
-                     for o in video.objects)
+    """1 / :func:`same_axis_look_alikes`: the chance of a reader that sees which objects move along
+    which axis but not which way."""
+    return 1.0 / same_axis_look_alikes(video, expression)
 
 
 def look_alike_chance(video) -> list[float]:
