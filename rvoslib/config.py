@@ -57,6 +57,10 @@ class PromptConfig:
     # lexical_words): the frozen tower's sentence feature is the only text the similarity head and stage 2's
     # sentence-level gate read (rvoslib.text_encoder, "Lexical path")
     lexical_sentence: bool = False
+    # > 0: a trainable code per word, N(0, 1) at init, from a table of this many rows indexed by token id
+    # modulo the size, added to the word's feature and (their mean) to the sentence feature: words the frozen
+    # tower cannot tell apart get codes that differ (rvoslib.text_encoder, "Word codes"); 0 (every preset) is off
+    word_codes: int = 0
 
 
 @dataclass

@@ -51,6 +51,15 @@ can tell which way a sentence asks for. The token embeddings themselves still di
 towers have read such words in captions; the proper toy fix is a tiny CLIP pretrained with
 them.
 
+Word codes (``prompts.word_codes``, off in every preset; not in the paper). A table of trainable
+codes, N(0, 1) at init, indexed by token id modulo its size: ``words += C[token % rows]`` and
+``sentence += mean_w C[w % rows]``. Unlike the lexical path, two words start with codes that are
+nearly orthogonal however alike the tower or the token embeddings make them, the same contrast the
+oracle of ``benchmarks.motion_oracle`` gives, but learned per word and parsed from nothing. Words
+whose ids share a row share a code (the toy world's vocabulary is collision-free at 4093 rows; a
+test checks it). At real scale a pretrained tower already separates such words; this is a toy-scale
+stand-in for that knowledge.
+
 Why identity and not zero at init: from zero, nothing downstream can profit from the words'
 differences yet, so the gradient never opens the path (measured: after 1500 steps the motion
 phrases' word features were *more* alike).
@@ -159,6 +168,12 @@ class PromptedTextEncoder(nn.Module):
         self.lexical_sentence = prompt_cfg.lexical_sentence
         if self.lexical_sentence and self.lexical is None:
             raise ValueError("prompts.lexical_sentence needs prompts.lexical_words=True")
+        if prompt_cfg.word_codes < 0:
+            raise ValueError(f"prompts.word_codes must be >= 0 (0 = off), got {prompt_cfg.word_codes}")
+        self.word_codes = None  # (rows, D_t) trainable codes, N(0, 1) at init, row = token id % rows
+        if prompt_cfg.word_codes:
+            self.word_codes = nn.Embedding(prompt_cfg.word_codes, self.positional_embedding.shape[1])
+            nn.init.normal_(self.word_codes.weight, std=1.0)
         if self.context_length - 2 - self.num_prompts < 1:
             raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
                              f"context length {self.context_length}")
@@ -245,6 +260,11 @@ class PromptedTextEncoder(nn.Module):
             words = words + lexical
             if self.lexical_sentence:
                 sentence = sentence + lexical.sum(1) / num_words[:, None].to(lexical.dtype)  # (B, D_t)
+        if self.word_codes is not None:
+            codes = self.word_codes(tokens[:, 1: 1 + max_words] % self.word_codes.num_embeddings)  # (B, L, D_t)
+            codes = codes.to(words.dtype).masked_fill(word_pad[..., None], 0.0)
+            words = words + codes
+            sentence = sentence + codes.sum(1) / num_words[:, None].to(codes.dtype)  # (B, D_t)
         words = words.masked_fill(word_pad[..., None], 0.0)
         return {"words": words, "word_pad": word_pad, "sentence": sentence,
                 "sentence_proj": self.project(sentence)}
