@@ -61,6 +61,10 @@ class PromptConfig:
     # modulo the size, added to the word's feature and (their mean) to the sentence feature: words the frozen
     # tower cannot tell apart get codes that differ (rvoslib.text_encoder, "Word codes"); 0 (every preset) is off
     word_codes: int = 0
+    # how the codes reach the text features: "own" adds each word's code to that word and their mean to the
+    # sentence; "bag" also adds the bag b = sum of the sentence's codes / sqrt(words) to every word, and b (not the
+    # mean) to the sentence, so every word position carries every word's code (rvoslib.text_encoder, "Word codes")
+    word_code_spread: str = "own"
 
 
 @dataclass

@@ -77,6 +77,8 @@ from torch import nn
 from .backbone import keep_frozen_eval, unwrap_clip
 from .config import PromptConfig
 
+WORD_CODE_SPREADS = ("own", "bag")  # values of prompts.word_code_spread
+
 logger = logging.getLogger(__name__)
 
 _truncation_warned = False  # truncation is reported once per process
@@ -168,6 +170,10 @@ class PromptedTextEncoder(nn.Module):
         self.lexical_sentence = prompt_cfg.lexical_sentence
         if self.lexical_sentence and self.lexical is None:
             raise ValueError("prompts.lexical_sentence needs prompts.lexical_words=True")
+        if prompt_cfg.word_code_spread not in WORD_CODE_SPREADS:
+            raise ValueError(f"prompts.word_code_spread must be one of {WORD_CODE_SPREADS}, "
+                             f"got {prompt_cfg.word_code_spread!r}")
+        self.word_code_spread = prompt_cfg.word_code_spread
         if prompt_cfg.word_codes < 0:
             raise ValueError(f"prompts.word_codes must be >= 0 (0 = off), got {prompt_cfg.word_codes}")
         self.word_codes = None  # (rows, D_t) trainable codes, N(0, 1) at init, row = token id % rows
@@ -177,6 +183,18 @@ class PromptedTextEncoder(nn.Module):
         if self.context_length - 2 - self.num_prompts < 1:
             raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
                              f"context length {self.context_length}")
+
+    def _add_word_codes(self, word_tokens, words, word_pad, sentence):
+        """Add the word codes (module docstring, "Word codes"): word_tokens (B, L) ids of the words,
+        words (B, L, D_t), word_pad (B, L), sentence (B, D_t) -> (words, sentence)."""
+        codes = self.word_codes(word_tokens % self.word_codes.num_embeddings)  # (B, L, D_t)
+        codes = codes.to(words.dtype).masked_fill(word_pad[..., None], 0.0)
+        counts = (~word_pad).sum(1, keepdim=True).to(codes.dtype)  # (B, 1) words per sentence
+        if self.word_code_spread == "own":
+            return words + codes, sentence + codes.sum(1) / counts
+        bag = codes.sum(1) / counts.sqrt()  # (B, D_t)
+        words = (words + codes + bag[:, None]).masked_fill(word_pad[..., None], 0.0)
+        return words, sentence + bag
 
     @property
     def text_width(self) -> int:
@@ -261,10 +279,7 @@ class PromptedTextEncoder(nn.Module):
             if self.lexical_sentence:
                 sentence = sentence + lexical.sum(1) / num_words[:, None].to(lexical.dtype)  # (B, D_t)
         if self.word_codes is not None:
-            codes = self.word_codes(tokens[:, 1: 1 + max_words] % self.word_codes.num_embeddings)  # (B, L, D_t)
-            codes = codes.to(words.dtype).masked_fill(word_pad[..., None], 0.0)
-            words = words + codes
-            sentence = sentence + codes.sum(1) / num_words[:, None].to(codes.dtype)  # (B, D_t)
+            words, sentence = self._add_word_codes(tokens[:, 1: 1 + max_words], words, word_pad, sentence)
         words = words.masked_fill(word_pad[..., None], 0.0)
         return {"words": words, "word_pad": word_pad, "sentence": sentence,
                 "sentence_proj": self.project(sentence)}

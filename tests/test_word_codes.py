@@ -22,9 +22,9 @@ def clip_and_tokens():
     return create_clip(backbone), tokenize(SENTENCES, get_tokenizer(backbone))
 
 
-def encoder(clip, rows):
+def encoder(clip, rows, spread="own"):
     cfg = tiny().model.prompts
-    cfg.word_codes = rows
+    cfg.word_codes, cfg.word_code_spread = rows, spread
     torch.manual_seed(0)
     return PromptedTextEncoder(clip, cfg)
 
@@ -38,6 +38,21 @@ def test_codes_are_added_per_word_and_their_mean_to_the_sentence(clip_and_tokens
     assert torch.allclose(out["words"], plain["words"] + codes, atol=1e-5)
     assert torch.allclose(out["sentence"], plain["sentence"] + codes.sum(1) / (~pad).sum(1, keepdim=True), atol=1e-5)
     assert out["words"][2, 2:].abs().max() == 0  # "a square" has two words: the rest is padding, still zero
+
+
+def test_the_bag_spread_puts_every_code_on_every_word(clip_and_tokens):
+    clip, tokens = clip_and_tokens
+    enc, plain = encoder(clip, ROWS, "bag"), encoder(clip, 0)(tokens)
+    out = enc(tokens)
+    pad = out["word_pad"]
+    codes = enc.word_codes.weight[tokens[:, 1: 1 + pad.shape[1]] % ROWS].masked_fill(pad[..., None], 0.0)
+    bag = codes.sum(1) / (~pad).sum(1, keepdim=True).sqrt()  # (B, D_t)
+    expected = (plain["words"] + codes + bag[:, None]).masked_fill(pad[..., None], 0.0)
+    assert torch.allclose(out["words"], expected, atol=1e-5)
+    assert torch.allclose(out["sentence"], plain["sentence"] + bag, atol=1e-5)
+    # "the circle moving left": the code of "left" (last word) now also reaches the first word
+    left = enc.word_codes.weight[tokens[0, 4] % ROWS]
+    assert F.cosine_similarity(out["words"][0, 0] - plain["words"][0, 0], left, dim=0) > 0.3
 
 
 def test_words_the_tower_merges_get_codes_that_differ(clip_and_tokens):
@@ -70,7 +85,9 @@ def test_the_synthetic_vocabulary_has_no_shared_rows(clip_and_tokens):
     assert len({i % ROWS for i in ids}) == len(ids)
 
 
-def test_a_negative_row_count_is_refused(clip_and_tokens):
+def test_a_negative_row_count_or_an_unknown_spread_is_refused(clip_and_tokens):
     clip, _ = clip_and_tokens
     with pytest.raises(ValueError, match="prompts.word_codes must be >= 0"):
         encoder(clip, -1)
+    with pytest.raises(ValueError, match="prompts.word_code_spread must be one of"):
+        encoder(clip, ROWS, "everywhere")
