@@ -92,6 +92,11 @@ class FusionConfig:
     """Stage 2: dual propagation between word and video tokens, then sentence gating."""
 
     heads: int = 8  # heads of both cross-attentions
+    # "clip": the words read the tokens of all T frames at once (the paper's stage 2); "frame": they read each
+    # frame on its own, and every frame's video tokens read that frame's words (rvoslib.fusion, "Scope"); with
+    # spatiotemporal.decoder_words="text" no part of stage 2 then sees two frames together (the strict
+    # no-temporal-pathway control)
+    scope: str = "clip"
 
 
 @dataclass
@@ -327,6 +332,8 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "model.vision.capture_time_code": ("learned", "sine", "none"),
     "model.vision.capture_placement": ("attention", "after-mlp"),
+    "model.prompts.word_code_spread": ("own", "bag"),
+    "model.fusion.scope": ("clip", "frame"),
     "model.spatiotemporal.attention": ("cube-frame", "full", "frame", "cube", "shifted-cube"),
     "model.spatiotemporal.decoder_words": ("fused", "text"),
     "model.spatiotemporal.value_position": ("none", "absolute", "relative"),

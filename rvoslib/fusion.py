@@ -8,6 +8,17 @@ With word tokens ``E`` (B, L, d) and video tokens ``V`` (B, T*h*w, d):
     F_f = V' * sigmoid(W s) + V'                            gate by the sentence s, with residual
 
 The attention primitive and the feed-forward block come from ``rvoslib.attention``.
+
+Scope (``fusion.scope``). With ``"clip"`` (the paper's stage 2, the default) the words' queries
+read the T*h*w tokens of all frames at once. That read has no time code, so it is a view of the
+*set* of frames: it tells the words where each object has been, not in which order, which already
+separates a still object from a moving one, or a horizontal mover from a vertical one (README, "The
+text path, tested with an oracle"). With ``"frame"`` the words read each frame on its own,
+``E'_t = E + CrossAttn(E -> V_t)``, and frame t's video tokens read ``E'_t``; the E' handed on is
+the mean of the ``E'_t`` over frames (still a set view across frames, so a strictly per-frame
+model also needs ``spatiotemporal.decoder_words="text"``). That is the strict control with no
+temporal pathway: no temporal prompts, frame-only attention, no history, frame-scope fusion and
+the text encoder's words in the decoder.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ from torch import nn
 
 from rvoslib.attention import MultiHeadAttention
 from rvoslib.config import FusionConfig
+
+FUSION_SCOPES = ("clip", "frame")  # values of fusion.scope
 
 
 class DualFusion(nn.Module):
@@ -41,6 +54,9 @@ class DualFusion(nn.Module):
         self.v2w_memory_norm = nn.LayerNorm(dim)
         self.video_to_word = MultiHeadAttention(dim, cfg.heads)
         self.gate = nn.Linear(dim, dim)
+        if cfg.scope not in FUSION_SCOPES:
+            raise ValueError(f"fusion.scope={cfg.scope!r}: choose one of {list(FUSION_SCOPES)}")
+        self.scope = cfg.scope
 
     def forward(self, video: torch.Tensor, words: torch.Tensor, word_pad: Optional[torch.Tensor],
                 sentence: torch.Tensor, record_attention: bool = False) -> dict:
@@ -54,15 +70,35 @@ class DualFusion(nn.Module):
         """
         _check_inputs(video, words, word_pad, sentence)
         T, h = video.shape[1], video.shape[3]
-        v = rearrange(video, "b t c h w -> b (t h w) c")  # (B, T*h*w, d)
         e = self.word_proj(words)  # (B, L, d)
-        e, w2v = self._words_from_video(e, v, record_attention)
-        v, v2w = self._video_from_words(v, e, word_pad, record_attention)
+        if self.scope == "clip":
+            v = rearrange(video, "b t c h w -> b (t h w) c")  # (B, T*h*w, d)
+            e, w2v = self._words_from_video(e, v, record_attention)
+            v, v2w = self._video_from_words(v, e, word_pad, record_attention)
+        else:
+            v, e, w2v, v2w = self._per_frame(video, e, word_pad, record_attention)
         gate = torch.sigmoid(self.gate(self.sentence_proj(sentence)))  # (B, d)
         v = v * gate[:, None, :] + v  # (B, T*h*w, d)
         fused = rearrange(v, "b (t h w) c -> b t c h w", t=T, h=h)  # (B, T, d, h, w)
         attn = dict(word_to_video=w2v, video_to_word=v2w) if record_attention else None
         return dict(video=fused, words=e, attn=attn)
+
+    def _per_frame(self, video: torch.Tensor, e: torch.Tensor, word_pad: Optional[torch.Tensor], record: bool):
+        """Scope "frame": video (B, T, d, h, w), e (B, L, d) -> video (B, T*h*w, d), E' (B, L, d) the
+        mean over frames of E'_t, and the weights in the clip scope's shapes (word_to_video divided by T,
+        so that each word's weights still sum to 1 over the clip)."""
+        B, T = video.shape[:2]
+        v = rearrange(video, "b t c h w -> (b t) (h w) c")  # (B*T, h*w, d)
+        e_t = e.repeat_interleave(T, dim=0)  # (B*T, L, d), row b*T + t
+        pad_t = None if word_pad is None else word_pad.repeat_interleave(T, dim=0)  # (B*T, L)
+        e_t, w2v = self._words_from_video(e_t, v, record)
+        v, v2w = self._video_from_words(v, e_t, pad_t, record)
+        v = rearrange(v, "(b t) n c -> b (t n) c", b=B)  # (B, T*h*w, d)
+        e = rearrange(e_t, "(b t) l c -> b t l c", b=B).mean(1)  # (B, L, d)
+        if record:
+            w2v = rearrange(w2v, "(b t) l n -> b l (t n)", b=B) / T  # (B, L, T*h*w)
+            v2w = rearrange(v2w, "(b t) n l -> b (t n) l", b=B)  # (B, T*h*w, L)
+        return v, e, w2v, v2w
 
     def _words_from_video(self, e: torch.Tensor, v: torch.Tensor, record: bool):
         """E' = E + CrossAttn(E -> V): e (B, L, d), v (B, T*h*w, d) -> (B, L, d), weights."""

@@ -110,3 +110,37 @@ def test_fully_masked_rows_stay_finite():
         out, _ = mha(x, x, x, allowed, record)
         out.sum().backward()
         assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+def make_frame_fusion():
+    torch.manual_seed(0)
+    return DualFusion(D, DT, FusionConfig(heads=4, scope="frame")).eval()
+
+
+def test_frame_scope_fuses_each_frame_as_a_one_frame_clip():
+    clip_scope, frame_scope = make_fusion(), make_frame_fusion()
+    video, words, pad, sentence = make_inputs()
+    out = frame_scope(video, words, pad, sentence, record_attention=True)
+    for t in range(video.shape[1]):  # frame t alone, through the clip scope, gives the same video
+        alone = clip_scope(video[:, t: t + 1], words, pad, sentence)
+        assert torch.allclose(out["video"][:, t], alone["video"][:, 0], atol=1e-5)
+    per_frame = [clip_scope(video[:, t: t + 1], words, pad, sentence)["words"] for t in range(video.shape[1])]
+    assert torch.allclose(out["words"], torch.stack(per_frame).mean(0), atol=1e-5)
+    w2v = out["attn"]["word_to_video"]  # (B, L, T*h*w), each frame's read weighted 1/T
+    assert w2v.shape == (2, 6, 3 * 4 * 5)
+    assert torch.allclose(w2v.sum(-1), torch.ones(2, 6), atol=1e-5)
+
+
+def test_frame_scope_sees_no_other_frame_and_clip_scope_does():
+    video, words, pad, sentence = make_inputs()
+    changed = video.clone()
+    changed[:, 1:] = torch.randn_like(changed[:, 1:])  # every frame but frame 0 replaced
+    for fusion, moves in ((make_frame_fusion(), False), (make_fusion(), True)):
+        before = fusion(video, words, pad, sentence)["video"][:, 0]
+        after = fusion(changed, words, pad, sentence)["video"][:, 0]
+        assert ((after - before).abs().max() > 1e-3) == moves
+
+
+def test_an_unknown_scope_is_refused():
+    with pytest.raises(ValueError, match="fusion.scope='pixel'"):
+        DualFusion(D, DT, FusionConfig(heads=4, scope="pixel"))
