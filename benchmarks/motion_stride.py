@@ -85,7 +85,8 @@ def look_alike_chance(video) -> list[float]:
 ORDER_KIND = "motion, order needed"  # the motion sentences of :func:`needs_order`, also counted under "motion"
 
 
-def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int], split: str = "valid") -> dict:
+def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int], split: str = "valid",
+                  same_axis: bool = False) -> dict:
     """``{stride: {kind: {"J": mean, "right_object": share, "right_choice": share, "chance": mean
     look-alike chance, "n": sentences}}}``. Kind "motion, order needed" (:func:`needs_order`) repeats
     the motion sentences that only the frames' order resolves; its "chance" is that of a reader who
@@ -100,7 +101,7 @@ def motion_stride(checkpoint: str, videos: int, seed: int, strides: Sequence[int
     from rvoslib.inference import resolve_model, segment_video
 
     model, _ = resolve_model(checkpoint, device="cpu")
-    clips = generate_videos(videos, seed=seed, split=split, hard=True)
+    clips = generate_videos(videos, seed=seed, split=split, hard=True, same_axis=same_axis)
     chances = [(e["kind"], c) for video in clips for e, c in zip(video.expressions, look_alike_chance(video))]
     chances += [(ORDER_KIND, set_reader_chance(video, e)) for video in clips for e in video.expressions
                 if needs_order(video, e)]
@@ -131,8 +132,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=301)
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--split", default="valid", help='generator split: "train" scores training videos')
+    parser.add_argument("--same-axis", action="store_true", help="videos of make-synthetic --hard --same-axis")
     args = parser.parse_args(argv)
-    print(json.dumps(motion_stride(args.checkpoint, args.videos, args.seed, args.strides, args.split), indent=1))
+    print(json.dumps(motion_stride(args.checkpoint, args.videos, args.seed, args.strides, args.split,
+                                   args.same_axis), indent=1))
     return 0
 
 

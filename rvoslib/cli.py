@@ -63,6 +63,9 @@ def add_make_synthetic_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hard", action="store_true",
                         help="every video has look-alike objects that differ only in motion, so many "
                              "sentences need several frames to resolve (for validating temporal models)")
+    parser.add_argument("--same-axis", action="store_true",
+                        help="with --hard: look-alikes move along one axis (left/right, or up/down/bouncing), "
+                             "so only the frames' order tells them apart")
     parser.add_argument("--frames", type=_positive_int, default=12, help="frames per video (default: 12)")
     parser.add_argument("--size", type=_positive_int, default=64,
                         help="frame side in pixels, square frames (default: 64)")
@@ -94,7 +97,7 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
     try:
         write_synthetic_dataset(
             tmp, args.videos, args.seed, split=args.split, overwrite=True,
-            hard=args.hard, num_frames=args.frames, size=args.size, image_format="jpg" if args.jpeg else "png",
+            hard=args.hard, same_axis=args.same_axis, num_frames=args.frames, size=args.size, image_format="jpg" if args.jpeg else "png",
         )
         umask = os.umask(0)
         os.umask(umask)

@@ -97,6 +97,9 @@ class SyntheticOptions:
     max_objects: int = 4
     hard: bool = False  # every video gets twins (appearance-sharing distractors)
     twin_prob: float = 0.5  # chance of a twin group per video when not hard
+    # twins move along one axis (left/right, or up/down/bouncing), so only the frames' order tells them
+    # apart: a reader of unordered positions cannot resolve their motion sentences (needs hard)
+    same_axis: bool = False
     max_expressions: int = 8  # per video
     image_format: str = "png"  # frames as "png" (exact colours, ~5x smaller here) or "jpg" (quality 95)
 
@@ -112,6 +115,8 @@ class SyntheticOptions:
             raise ValueError(f"image_format must be 'jpg' or 'png', got {self.image_format!r}")
         if self.max_expressions < 1:
             raise ValueError(f"max_expressions must be >= 1, got {self.max_expressions}")
+        if self.same_axis and not self.hard:
+            raise ValueError("same_axis needs hard=True (it constrains the twins that hard videos have)")
 
 
 @dataclass
@@ -267,12 +272,24 @@ def _appearances(rng: np.random.Generator, num_objects: int, options: SyntheticO
     return result[:num_objects]
 
 
-def _motions(rng: np.random.Generator, appearances: Sequence[tuple[str, str, str]]) -> list[str]:
-    """One motion per object; objects sharing an appearance get different motions."""
+AXES = (("left", "right"), ("up", "down", "bouncing"))  # motions an unordered reader cannot tell apart
+
+
+def _motions(rng: np.random.Generator, appearances: Sequence[tuple[str, str, str]], same_axis: bool = False) -> list[str]:
+    """One motion per object; objects sharing an appearance get different motions, with ``same_axis``
+    all from one of AXES (vertical for a group of 3; any, for the rare group of 4 or more)."""
+    group_size = {a: appearances.count(a) for a in appearances}
+    axis: dict[tuple[str, str, str], tuple[str, ...]] = {}
     motions: list[str] = []
     for index, appearance in enumerate(appearances):
         taken = {motions[j] for j in range(index) if appearances[j] == appearance}
-        motions.append(str(rng.choice([m for m in MOTIONS if m not in taken])))
+        allowed = MOTIONS
+        if same_axis and group_size[appearance] > 1:
+            if appearance not in axis:
+                fits = [a for a in AXES if len(a) >= group_size[appearance]] or [MOTIONS]  # 4+ alike: any motion
+                axis[appearance] = fits[int(rng.integers(len(fits)))]
+            allowed = axis[appearance]
+        motions.append(str(rng.choice([m for m in allowed if m not in taken])))
     return motions
 
 
@@ -449,7 +466,7 @@ def generate_video(rng: np.random.Generator, video_id: str, options: SyntheticOp
         if attempt >= 100:
             num_objects = options.min_objects
         appearances = _appearances(rng, num_objects, options)
-        objects = _place_objects(rng, appearances, _motions(rng, appearances), options)
+        objects = _place_objects(rng, appearances, _motions(rng, appearances, options.same_axis), options)
         if objects is None:
             continue
         background = [int(rng.integers(20, 75))] * 3
