@@ -97,7 +97,8 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
     try:
         write_synthetic_dataset(
             tmp, args.videos, args.seed, split=args.split, overwrite=True,
-            hard=args.hard, same_axis=args.same_axis, num_frames=args.frames, size=args.size, image_format="jpg" if args.jpeg else "png",
+            hard=args.hard, same_axis=args.same_axis, num_frames=args.frames, size=args.size,
+            image_format="jpg" if args.jpeg else "png",
         )
         umask = os.umask(0)
         os.umask(umask)
