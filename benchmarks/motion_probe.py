@@ -74,8 +74,7 @@ def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
     moves along the referent's axis (left/right; up/down/bouncing), so that only the frames' order
     tells them apart, (N,) bool; and the chance of a reader of unordered positions, (N,)
     1 / (objects on the referent's axis)."""
-    from benchmarks.motion_stride import SET_CLASS
-    from rvoslib.data.synthetic import MOTIONS
+    from rvoslib.data.synthetic import MOTIONS, motion_axis
 
     flags, chances = [], []
     for video in videos:
@@ -83,7 +82,7 @@ def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
         for obj in video.objects:
             if counts[obj.motion] != 1:
                 continue
-            same = sum(SET_CLASS[o.motion] == SET_CLASS[obj.motion] for o in video.objects)
+            same = sum(motion_axis(o.motion) == motion_axis(obj.motion) for o in video.objects)
             flags.append(same > 1)
             chances.append(1.0 / same)
     return np.array(flags, dtype=bool), np.array(chances)

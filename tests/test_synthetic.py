@@ -171,22 +171,21 @@ def test_caption_pairs():
     assert {label["shape"] for label in labels} == set(SHAPES)
 
 
-def _twin_axes(video) -> list[set[int]]:
-    """For each group of look-alikes: the indices in AXES of its motions."""
-    from rvoslib.data.synthetic import AXES
+def _twin_axes(video) -> list[set[str]]:
+    """For each group of two or three look-alikes: the axes of its motions (``motion_axis``)."""
+    from rvoslib.data.synthetic import motion_axis
 
     groups: dict[tuple, list[str]] = {}
     for obj in video.objects:
         groups.setdefault((obj.size, obj.colour, obj.shape), []).append(obj.motion)
-    axis_of = {"static": -1, **{m: i for i, axis in enumerate(AXES) for m in axis}}
-    return [{axis_of[m] for m in motions} for motions in groups.values() if 1 < len(motions) <= 3]
+    return [{motion_axis(m) for m in motions} for motions in groups.values() if 1 < len(motions) <= 3]
 
 
 def test_same_axis_puts_every_twin_group_on_one_axis(hard_videos):
     same = generate_videos(20, seed=3, split="valid", hard=True, same_axis=True)
     assert sum(len(axes) > 1 for v in hard_videos for axes in _twin_axes(v)) >= 5  # plain hard mixes axes
     groups = [axes for v in same for axes in _twin_axes(v)]
-    assert len(groups) >= 20 and all(len(axes) == 1 and -1 not in axes for axes in groups)
+    assert len(groups) >= 20 and all(len(axes) == 1 and "still" not in axes for axes in groups)
     for video in same:  # and the sentences still refer to exactly one object
         for expression in video.expressions:
             assert referents(expression["spec"], video.objects) == [expression["obj_id"]]

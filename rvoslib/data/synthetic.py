@@ -275,6 +275,14 @@ def _appearances(rng: np.random.Generator, num_objects: int, options: SyntheticO
 AXES = (("left", "right"), ("up", "down", "bouncing"))  # motions an unordered reader cannot tell apart
 
 
+def motion_axis(motion: str) -> str:
+    """"still", "horizontal" or "vertical": what an unordered set of an object's positions shows of its
+    motion (one of MOTIONS). Motions that share an axis (AXES) need the frames' order to tell apart."""
+    if motion not in MOTIONS:
+        raise ValueError(f"unknown motion {motion!r}; expected one of {MOTIONS}")
+    return "still" if motion == "static" else ("horizontal" if motion in AXES[0] else "vertical")
+
+
 def _motions(rng: np.random.Generator, appearances: Sequence[tuple[str, str, str]], same_axis: bool = False) -> list[str]:
     """One motion per object; objects sharing an appearance get different motions, with ``same_axis``
     all from one of AXES (vertical for a group of 3; any, for the rare group of 4 or more)."""
