@@ -141,14 +141,15 @@ def text_queries() -> "torch.Tensor":
 
 
 def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot", features: str = "pixels",
-                query: str = "learned"):
+                query: str = "learned", fusion_sentence: str = "gate"):
     """The probe network for one variant (see ``VARIANTS``).
 
     readout "dot": each token's feature dotted with the query after the encoder; "fused": the query
     is added to every token before the encoder (as stage 2 mixes the sentence into the video) and a
     Linear reads each token's logit, so the encoder itself must match motion against the query.
     readout "fusion": as "fused", but the query meets the tokens through the model's stage 2
-    (``DualFusion``, the query as a one-word sentence), as in the full model.
+    (``DualFusion``, the query as a one-word sentence), as in the full model; ``fusion_sentence`` is its
+    ``fusion.sentence`` ("gate", the paper's; "add").
     features "pixels": the frozen random patch embedding runs here; "clip": the inputs already are
     the tiny CLIP's patch tokens (``clip_patch_tokens``), (B, T, 64, 8, 8).
     query "learned": a free vector per motion class; "text": a trainable Linear of the frozen text
@@ -183,7 +184,7 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
                 self.embedding = nn.Embedding(6, dim)
             self.logit = nn.Linear(dim, 1)
             if readout == "fusion":
-                self.fusion = DualFusion(dim, dim, tiny().model.fusion)
+                self.fusion = DualFusion(dim, dim, replace(tiny().model.fusion, sentence=fusion_sentence))
 
         def query(self, motion):  # (B,) -> (B, d)
             return self.read_text(self.phrases[motion]) if query == "text" else self.embedding(motion)
@@ -225,7 +226,7 @@ def right_object(logits, covers, referents) -> np.ndarray:
 
 def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float, seed: int,
                 readout: str = "dot", features: str = "pixels", query: str = "learned",
-                dice: float = 0.0, order: Optional[np.ndarray] = None) -> dict:
+                dice: float = 0.0, order: Optional[np.ndarray] = None, fusion_sentence: str = "gate") -> dict:
     """Train one variant; returns its held-out right-object share, loss and time.
 
     dice: weight of a soft Dice term per clip added to the BCE (the model's own loss has 5 x Dice
@@ -234,7 +235,8 @@ def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float
     import torch
     import torch.nn.functional as F
 
-    model = build_probe(variant, seed=seed, readout=readout, features=features, query=query)
+    model = build_probe(variant, seed=seed, readout=readout, features=features, query=query,
+                        fusion_sentence=fusion_sentence)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     frames, covers, motions, _ = (torch.from_numpy(a) for a in train)
@@ -280,6 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         help="a frozen random patch embedding, or the shipped tiny CLIP's patch tokens")
     parser.add_argument("--query", default="learned", choices=("learned", "text"),
                         help="a free vector per motion class, or read from the frozen text tower's words")
+    parser.add_argument("--fusion-sentence", default="gate", choices=("gate", "add"),
+                        help="with --readout fusion: stage 2's fusion.sentence (the paper's gate, or add)")
     parser.add_argument("--dice", type=float, default=0.0, help="weight of a soft Dice term beside the BCE")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -299,12 +303,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     chance = float(np.mean(1.0 / (held_out[1].sum(axis=(1, 3, 4)) > 0).sum(axis=1)))
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "readout": args.readout, "features": args.features, "query": args.query, "dice": args.dice,
+               "fusion_sentence": args.fusion_sentence,
                "seeds": {"train": args.seed, "held_out": args.eval_seed}, "steps": args.steps, "variants": {}}
     print(f"{len(train[0])} training windows, {len(held_out[0])} held-out; chance {chance:.3f}")
     for variant in args.variants:
         results["variants"][variant] = row = run_variant(variant, train, held_out, args.steps, args.batch,
                                                          args.lr, args.seed, args.readout, args.features,
-                                                         args.query, args.dice, order)
+                                                         args.query, args.dice, order, args.fusion_sentence)
         print(f"{variant:34s} right object {row['right_object']:.3f}  (order needed: "
               f"{row['right_object_order_needed']:.3f}, chance {results['order_needed']['chance']:.3f})  "
               f"loss {row['final_loss']:.4f}  "

@@ -97,6 +97,10 @@ class FusionConfig:
     # spatiotemporal.decoder_words="text" no part of stage 2 then sees two frames together (the strict
     # no-temporal-pathway control)
     scope: str = "clip"
+    # how the sentence feature s reaches every fused token: "gate" (the paper's F_f = V' * sigmoid(W s) + V');
+    # "add" (F_f = V' + W s, no gate: what lets stage 3 learn the frames' order at toy scale, rvoslib.fusion,
+    # "Sentence")
+    sentence: str = "gate"
 
 
 @dataclass
@@ -334,6 +338,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "model.vision.capture_placement": ("attention", "after-mlp"),
     "model.prompts.word_code_spread": ("own", "bag"),
     "model.fusion.scope": ("clip", "frame"),
+    "model.fusion.sentence": ("gate", "add"),
     "model.spatiotemporal.attention": ("cube-frame", "full", "frame", "cube", "shifted-cube"),
     "model.spatiotemporal.decoder_words": ("fused", "text"),
     "model.spatiotemporal.value_position": ("none", "absolute", "relative"),

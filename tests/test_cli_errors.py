@@ -184,7 +184,7 @@ def test_a_value_outside_a_fields_choices_names_the_key_and_the_choices(override
 
 def test_the_config_choices_are_the_ones_the_code_accepts():
     from rvoslib.config import FIELD_CHOICES
-    from rvoslib.fusion import FUSION_SCOPES
+    from rvoslib.fusion import FUSION_SCOPES, SENTENCE_MODES
     from rvoslib.spatiotemporal import ATTENTION_MODES, DECODER_WORDS, VALUE_POSITIONS
     from rvoslib.time_code import TIME_CODES
     from rvoslib.train_step import AMP_MODES, HISTORY_MODES
@@ -193,6 +193,7 @@ def test_the_config_choices_are_the_ones_the_code_accepts():
 
     assert FIELD_CHOICES["model.spatiotemporal.attention"] == ATTENTION_MODES
     assert FIELD_CHOICES["model.fusion.scope"] == FUSION_SCOPES
+    assert FIELD_CHOICES["model.fusion.sentence"] == SENTENCE_MODES
     assert FIELD_CHOICES["model.prompts.word_code_spread"] == WORD_CODE_SPREADS
     assert FIELD_CHOICES["model.spatiotemporal.decoder_words"] == DECODER_WORDS
     assert FIELD_CHOICES["model.spatiotemporal.value_position"] == VALUE_POSITIONS

@@ -144,3 +144,28 @@ def test_frame_scope_sees_no_other_frame_and_clip_scope_does():
 def test_an_unknown_scope_is_refused():
     with pytest.raises(ValueError, match="fusion.scope='pixel'"):
         DualFusion(D, DT, FusionConfig(heads=4, scope="pixel"))
+
+
+def make_add_fusion():
+    torch.manual_seed(0)
+    return DualFusion(D, DT, FusionConfig(heads=4, sentence="add")).eval()
+
+
+def test_sentence_add_shifts_every_token_by_the_same_vector_and_the_gate_does_not():
+    video, words, pad, sentence = make_inputs()
+    other = torch.randn_like(sentence)  # same words and video, another sentence feature
+    for fusion, additive in ((make_add_fusion(), True), (make_fusion(), False)):
+        shift = fusion(video, words, pad, other)["video"] - fusion(video, words, pad, sentence)["video"]
+        shift = shift.permute(0, 1, 3, 4, 2).flatten(1, 3)  # (B, T*h*w, d)
+        same_everywhere = torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-5)
+        assert same_everywhere == additive
+    add = make_add_fusion()
+    expected = add.sentence_proj(other) - add.sentence_proj(sentence)  # (B, d)
+    got = add(video, words, pad, other)["video"] - add(video, words, pad, sentence)["video"]
+    assert torch.allclose(got[:, 0, :, 0, 0], expected, atol=1e-5)
+
+
+def test_sentence_add_has_no_gate_and_an_unknown_mode_is_refused():
+    assert make_add_fusion().gate is None and make_fusion().gate is not None
+    with pytest.raises(ValueError, match="fusion.sentence='multiply'"):
+        DualFusion(D, DT, FusionConfig(heads=4, sentence="multiply"))

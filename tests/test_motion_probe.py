@@ -66,3 +66,9 @@ def test_order_needed_flags_follow_the_windows_and_the_axes(windows):
             assert flags[k] == (len(same) > 1) and chances[k] == 1 / len(same)
             k += 1
     assert k == len(frames) and flags.any() and not flags.all()
+
+
+def test_the_fusion_readout_builds_stage_2_with_the_asked_sentence_mode():
+    variant = next(iter(VARIANTS))
+    assert build_probe(variant, readout="fusion", fusion_sentence="add").fusion.gate is None
+    assert build_probe(variant, readout="fusion").fusion.gate is not None  # the paper's gate by default
