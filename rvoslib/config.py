@@ -98,8 +98,8 @@ class FusionConfig:
     # no-temporal-pathway control)
     scope: str = "clip"
     # how the sentence feature s reaches every fused token: "gate" (the paper's F_f = V' * sigmoid(W s) + V');
-    # "add" (F_f = V' + W s, no gate: with it stage 3 learns the frames' order at toy scale, rvoslib.fusion,
-    # "Sentence")
+    # "add" (F_f = V' + W s, no gate: behind it stage 3 learns the frames' order more reliably in
+    # benchmarks/motion_probe.py; rvoslib.fusion, "Sentence")
     sentence: str = "gate"
 
 
