@@ -141,7 +141,7 @@ def text_queries() -> "torch.Tensor":
 
 
 def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot", features: str = "pixels",
-                query: str = "learned", fusion_sentence: str = "gate"):
+                query: str = "learned", fusion_sentence: str = "gate", decoder: bool = False):
     """The probe network for one variant (see ``VARIANTS``).
 
     readout "dot": each token's feature dotted with the query after the encoder; "fused": the query
@@ -149,7 +149,9 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
     Linear reads each token's logit, so the encoder itself must match motion against the query.
     readout "fusion": as "fused", but the query meets the tokens through the model's stage 2
     (``DualFusion``, the query as a one-word sentence), as in the full model; ``fusion_sentence`` is its
-    ``fusion.sentence`` ("gate", the paper's; "add").
+    ``fusion.sentence`` ("gate", the paper's; "add"). ``decoder``: as in the full model, the model's
+    shallow-feature decoder (``ShallowTextDecoder``: the input tokens read the question as a one-word
+    sentence) is added to the encoder's output.
     features "pixels": the frozen random patch embedding runs here; "clip": the inputs already are
     the tiny CLIP's patch tokens (``clip_patch_tokens``), (B, T, 64, 8, 8).
     query "learned": a free vector per motion class; "text": a trainable Linear of the frozen text
@@ -160,7 +162,7 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
 
     from rvoslib.config import tiny
     from rvoslib.fusion import DualFusion
-    from rvoslib.spatiotemporal import SpatioTemporalEncoder
+    from rvoslib.spatiotemporal import ShallowTextDecoder, SpatioTemporalEncoder
 
     st_cfg = replace(tiny().model.spatiotemporal, **VARIANTS[variant])
 
@@ -185,6 +187,8 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
             self.logit = nn.Linear(dim, 1)
             if readout == "fusion":
                 self.fusion = DualFusion(dim, dim, replace(tiny().model.fusion, sentence=fusion_sentence))
+            if decoder:
+                self.decoder = ShallowTextDecoder(dim, st_cfg.layers, st_cfg.heads, st_cfg.ffn_dim)
 
         def query(self, motion):  # (B,) -> (B, d)
             return self.read_text(self.phrases[motion]) if query == "text" else self.embedding(motion)
@@ -194,12 +198,16 @@ def build_probe(variant: str, dim: int = 64, seed: int = 0, readout: str = "dot"
             x = self.embed(frames.flatten(0, 1)) if features == "pixels" else frames.flatten(0, 1)  # (B*T, d, 8, 8)
             x = self.inp(x.flatten(2).transpose(1, 2))  # (B*T, 64, d)
             x = x.transpose(1, 2).reshape(B, T, dim, GRID, GRID)  # (B, T, d, 8, 8)
+            shallow = x
             if readout == "fused":
                 x = x + self.query(motion)[:, None, :, None, None]
             if readout == "fusion":
                 q = self.query(motion)  # (B, d): a one-word sentence
                 x = self.fusion(x, q[:, None], None, q)["video"]  # (B, T, d, 8, 8)
-            x = self.encoder(x)["layers"][-1].permute(0, 1, 3, 4, 2)  # (B, T, 8, 8, d)
+            x = self.encoder(x)["layers"][-1]  # (B, T, d, 8, 8)
+            if decoder:
+                x = x + self.decoder(shallow, self.query(motion)[:, None], None)["layers"][-1]
+            x = x.permute(0, 1, 3, 4, 2)  # (B, T, 8, 8, d)
             if readout in ("fused", "fusion"):
                 return self.logit(self.norm(x)).squeeze(-1)  # (B, T, 8, 8)
             return torch.einsum("bthwc,bc->bthw", self.norm(x), self.query(motion)) * dim ** -0.5 * 4
@@ -226,7 +234,8 @@ def right_object(logits, covers, referents) -> np.ndarray:
 
 def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float, seed: int,
                 readout: str = "dot", features: str = "pixels", query: str = "learned",
-                dice: float = 0.0, order: Optional[np.ndarray] = None, fusion_sentence: str = "gate") -> dict:
+                dice: float = 0.0, order: Optional[np.ndarray] = None, fusion_sentence: str = "gate",
+                decoder: bool = False) -> dict:
     """Train one variant; returns its held-out right-object share, loss and time.
 
     dice: weight of a soft Dice term per clip added to the BCE (the model's own loss has 5 x Dice
@@ -236,7 +245,7 @@ def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float
     import torch.nn.functional as F
 
     model = build_probe(variant, seed=seed, readout=readout, features=features, query=query,
-                        fusion_sentence=fusion_sentence)
+                        fusion_sentence=fusion_sentence, decoder=decoder)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     frames, covers, motions, _ = (torch.from_numpy(a) for a in train)
@@ -284,6 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         help="a free vector per motion class, or read from the frozen text tower's words")
     parser.add_argument("--fusion-sentence", default="gate", choices=("gate", "add"),
                         help="with --readout fusion: stage 2's fusion.sentence (the paper's gate, or add)")
+    parser.add_argument("--decoder", action="store_true",
+                        help="add the model's shallow-feature decoder to the encoder's output")
     parser.add_argument("--dice", type=float, default=0.0, help="weight of a soft Dice term beside the BCE")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -303,13 +314,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     chance = float(np.mean(1.0 / (held_out[1].sum(axis=(1, 3, 4)) > 0).sum(axis=1)))
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "readout": args.readout, "features": args.features, "query": args.query, "dice": args.dice,
-               "fusion_sentence": args.fusion_sentence,
+               "fusion_sentence": args.fusion_sentence, "decoder": args.decoder,
                "seeds": {"train": args.seed, "held_out": args.eval_seed}, "steps": args.steps, "variants": {}}
     print(f"{len(train[0])} training windows, {len(held_out[0])} held-out; chance {chance:.3f}")
     for variant in args.variants:
         results["variants"][variant] = row = run_variant(variant, train, held_out, args.steps, args.batch,
                                                          args.lr, args.seed, args.readout, args.features,
-                                                         args.query, args.dice, order, args.fusion_sentence)
+                                                         args.query, args.dice, order, args.fusion_sentence,
+                                                         args.decoder)
         print(f"{variant:34s} right object {row['right_object']:.3f}  (order needed: "
               f"{row['right_object_order_needed']:.3f}, chance {results['order_needed']['chance']:.3f})  "
               f"loss {row['final_loss']:.4f}  "

@@ -72,3 +72,17 @@ def test_the_fusion_readout_builds_stage_2_with_the_asked_sentence_mode():
     variant = next(iter(VARIANTS))
     assert build_probe(variant, readout="fusion", fusion_sentence="add").fusion.gate is None
     assert build_probe(variant, readout="fusion").fusion.gate is not None  # the paper's gate by default
+
+
+def test_the_decoder_option_adds_a_path_that_changes_the_logits():
+    variant = next(iter(VARIANTS))
+    torch.manual_seed(0)
+    frames, motion = torch.rand(2, 4, 3, 64, 64), torch.tensor([0, 3])
+    probe = build_probe(variant, readout="fusion", fusion_sentence="add", decoder=True).eval()
+    with torch.no_grad():
+        logits = probe(frames, motion)
+        assert logits.shape == (2, 4, 8, 8)
+        for p in probe.decoder.parameters():
+            p.zero_()  # a zeroed decoder passes the shallow tokens through unchanged
+        without = probe(frames, motion)
+    assert (logits - without).abs().max() > 1e-4
