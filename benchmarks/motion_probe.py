@@ -42,12 +42,13 @@ logger = logging.getLogger(__name__)
 GRID = 8  # patches per side (64 px frames, 8 px patches)
 
 
-def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3):
+def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3, labels: bool = False):
     """Windows of motion-unique referents: frames (N, T, 3, 64, 64) float, cover (N, T, K, 8, 8)
-    patch coverage per object (K = max objects, zero for missing), motion class (N,), referent index (N,)."""
+    patch coverage per object (K = max objects, zero for missing), motion class (N,), referent index (N,);
+    with ``labels``, also each pixel's object index, (N, T, 64, 64) int8 (-1 for the background)."""
     from rvoslib.data.synthetic import MOTIONS
 
-    frames, covers, motions, referents = [], [], [], []
+    frames, covers, motions, referents, pixels = [], [], [], [], []
     for video in videos:
         counts = {m: sum(o.motion == m for o in video.objects) for m in MOTIONS}
         for index, obj in enumerate(video.objects):
@@ -66,7 +67,13 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
             covers.append(padded)
             motions.append(MOTIONS.index(obj.motion))
             referents.append(index)
-    return (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
+            if labels:
+                label = np.full(ids.shape, -1, np.int8)  # (T, 64, 64)
+                for k, o in enumerate(video.objects):
+                    label[ids == o.obj_id] = k
+                pixels.append(label)
+    out = (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
+    return out + (np.stack(pixels),) if labels else out
 
 
 def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:

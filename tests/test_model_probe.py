@@ -1,0 +1,65 @@
+"""benchmarks.model_probe: the full model trained on the motion probe's windows."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.model_probe import build, question_context, questions, right_object_pixels, train_and_score
+from benchmarks.motion_probe import order_needed, probe_windows
+from rvoslib.data.synthetic import MOTIONS, generate_videos
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return generate_videos(4, seed=7, split="valid", hard=True)
+
+
+@pytest.fixture(scope="module")
+def windows(videos):
+    return probe_windows(videos, np.random.default_rng(0), labels=True)
+
+
+def test_pixel_labels_agree_with_the_patch_cover(windows):
+    _, covers, _, referents, labels = windows
+    assert labels.shape == (len(covers), 4, 64, 64) and labels.dtype == np.int8
+    for k in range(covers.shape[2]):
+        pooled = (labels == k).reshape(len(labels), 4, 8, 8, 8, 8).mean(axis=(3, 5))  # (N, T, 8, 8)
+        np.testing.assert_allclose(pooled, covers[:, :, k])
+    assert (labels == referents[:, None, None, None]).any(axis=(1, 2, 3)).all()
+
+
+def test_the_same_windows_come_with_or_without_labels(videos, windows):
+    plain = probe_windows(videos, np.random.default_rng(0))
+    for a, b in zip(plain, windows):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_right_object_follows_the_pixel_probability(windows):
+    _, _, _, referents, labels = windows
+    on = labels == referents[:, None, None, None]
+    assert right_object_pixels(torch.from_numpy(np.where(on, 6.0, -6.0)), labels, referents).all()
+    other = (referents + 1) % (labels.max(axis=(1, 2, 3)) + 1)
+    off = labels == other[:, None, None, None]
+    assert not right_object_pixels(torch.from_numpy(np.where(off, 6.0, -6.0)), labels, referents).any()
+
+
+def test_questions_name_each_motion_and_the_oracle_reads_them_back():
+    from benchmarks.motion_oracle import CLASSES, motion_class
+
+    assert [CLASSES[motion_class(q)] for q in questions()] == list(MOTIONS)
+
+
+@pytest.mark.parametrize("optim", ["probe", "trainer"])
+def test_training_moves_the_new_modules_and_the_oracle_code_and_never_clip(videos, windows, optim):
+    order, _ = order_needed(videos)
+    with question_context("oracle"):
+        cfg, model = build(["model.spatiotemporal.layers=1"])
+        assert hasattr(model.text, "oracle") and model.fusion.gate is None  # the defaults: oracle code, add
+        frozen = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("clip.")}
+        before = {n: p.detach().clone() for n, p in model.trainable_named_parameters()}
+        row = train_and_score(cfg, model, windows, windows, order, steps=2, batch=2, lr=1e-3, seed=0,
+                              optim=optim, log_every=0)
+    assert row["n"] == len(windows[0]) and len(row["loss_curve"]) == 1
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    moved = [n for n, p in model.trainable_named_parameters() if not torch.equal(p, before[n])]
+    assert any(n.startswith("reasoner.") for n in moved) and any(n.startswith("text.oracle") for n in moved)
