@@ -20,6 +20,13 @@ probe's way. So if it learns the order here, what stops ``rvoslib train`` is its
 - ``--optim``: "probe", AdamW at ``--lr`` (weight decay 1e-4, no clipping, constant rate) as the
   probe trains; "trainer", ``rvoslib train``'s optimizer (its parameter groups, warm-up, step decay
   and gradient clipping from the tiny preset's ``train`` section, with ``train.steps`` = ``--steps``).
+- ``--same-axis``: train on ``--hard --same-axis`` videos (every pair of look-alikes moves along one
+  axis, as in the order-only runs of ``motion_oracle``), so that every training window needs the order;
+  held-out windows stay the probe's.
+- ``--save``: also write the trained model as a checkpoint, so that ``motion_oracle stride`` can score
+  it the way it scores ``rvoslib train`` runs (whole videos, online windows; saved with
+  ``train.history_training=off``, as no history was trained, so inference gives every window the
+  learned initial tokens).
 - ``--set``: overrides of the tiny preset (``KEY=VALUE``), applied after this benchmark's defaults
   ``model.fusion.sentence=add`` and ``model.spatiotemporal.value_position=relative``.
 
@@ -163,6 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--loss", default="model", choices=("model", "bce"))
     parser.add_argument("--optim", default="probe", choices=("probe", "trainer"))
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--same-axis", action="store_true", help="train on --hard --same-axis videos")
+    parser.add_argument("--save", default=None, help="also write the trained model here (a checkpoint)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     import torch
@@ -173,7 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train = probe_windows(generate_videos(args.train_videos, seed=args.seed, hard=True), rng, labels=True)
+    videos = generate_videos(args.train_videos, seed=args.seed, hard=True, same_axis=args.same_axis)
+    train = probe_windows(videos, rng, labels=True)
     eval_videos = generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True)
     held_out = probe_windows(eval_videos, np.random.default_rng(args.eval_seed), labels=True)
     order, order_chance = order_needed(eval_videos)
@@ -182,8 +192,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         cfg, model = build(args.overrides)
         row = train_and_score(cfg, model, train, held_out, order, args.steps, args.batch, args.lr, args.seed,
                               args.loss, args.optim)
+        if args.save:
+            from rvoslib.checkpoint import save_checkpoint
+
+            cfg.train.history_training = "off"
+            save_checkpoint(args.save, model, cfg, step=args.steps)
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "question": args.question, "loss": args.loss, "optim": args.optim,
+               "same_axis": args.same_axis,
                "overrides": list(DEFAULTS) + args.overrides, "seeds": {"train": args.seed, "held_out": args.eval_seed},
                "steps": args.steps, "batch": args.batch, **row}
     print(f"right object {row['right_object']:.3f} (chance {chance:.3f}); order needed "
