@@ -23,6 +23,10 @@ probe's way. So if it learns the order here, what stops ``rvoslib train`` is its
 - ``--same-axis``: train on ``--hard --same-axis`` videos (every pair of look-alikes moves along one
   axis, as in the order-only runs of ``motion_oracle``), so that every training window needs the order;
   held-out windows stay the probe's.
+- ``--max-gap``: largest gap between a training window's frames (the probe's 3 by default). ``rvoslib
+  train`` with two-clip history training samples 2T = 8 frames of a 12-frame synthetic video, which
+  shrinks its gaps to 1 (``sample_train_indices``), so its windows see a third of the probe's motion
+  on average; held-out windows keep gaps 1-3.
 - ``--save``: also write the trained model as a checkpoint, so that ``motion_oracle stride`` can score
   it the way it scores ``rvoslib train`` runs (whole videos, online windows; saved with
   ``train.history_training=off``, as no history was trained, so inference gives every window the
@@ -171,6 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--optim", default="probe", choices=("probe", "trainer"))
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--same-axis", action="store_true", help="train on --hard --same-axis videos")
+    parser.add_argument("--max-gap", type=int, default=3, help="largest gap between training frames")
     parser.add_argument("--save", default=None, help="also write the trained model here (a checkpoint)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -183,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     videos = generate_videos(args.train_videos, seed=args.seed, hard=True, same_axis=args.same_axis)
-    train = probe_windows(videos, rng, labels=True)
+    train = probe_windows(videos, rng, max_gap=args.max_gap, labels=True)
     eval_videos = generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True)
     held_out = probe_windows(eval_videos, np.random.default_rng(args.eval_seed), labels=True)
     order, order_chance = order_needed(eval_videos)
@@ -199,7 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             save_checkpoint(args.save, model, cfg, step=args.steps)
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "question": args.question, "loss": args.loss, "optim": args.optim,
-               "same_axis": args.same_axis,
+               "same_axis": args.same_axis, "max_gap": args.max_gap,
                "overrides": list(DEFAULTS) + args.overrides, "seeds": {"train": args.seed, "held_out": args.eval_seed},
                "steps": args.steps, "batch": args.batch, **row}
     print(f"right object {row['right_object']:.3f} (chance {chance:.3f}); order needed "
