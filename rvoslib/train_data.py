@@ -74,12 +74,15 @@ def train_clip_frames(cfg: Config) -> int:
 
 
 def make_train_dataset(records: Sequence, cfg: Config) -> Dataset:
-    """``RVOSDataset`` in training mode for ``cfg`` (clip length from :func:`train_clip_frames`)."""
+    """``RVOSDataset`` in training mode for ``cfg``: items of :func:`train_clip_frames` frames (clips A
+    and B, each sampled with its own gaps, with two-clip history training)."""
     from rvoslib.data import RVOSDataset
 
     jitter = (cfg.data.jitter,) * 3 if cfg.data.jitter > 0 else None
-    return RVOSDataset(records, clip_len=train_clip_frames(cfg), size=cfg.model.backbone.image_size, train=True,
-                       max_skip=cfg.data.max_skip, flip_prob=cfg.data.flip_prob, jitter=jitter, seed=cfg.train.seed)
+    clips = train_clip_frames(cfg) // cfg.model.num_frames
+    return RVOSDataset(records, clip_len=cfg.model.num_frames, size=cfg.model.backbone.image_size, train=True,
+                       max_skip=cfg.data.max_skip, flip_prob=cfg.data.flip_prob, jitter=jitter, seed=cfg.train.seed,
+                       clips=clips)
 
 
 class EpochItems(Dataset):

@@ -40,6 +40,34 @@ def test_train_sampling_under_seed():
         assert 7 in sample_train_indices(10, 4, 5, rng, anchor=7)
 
 
+def test_two_clips_keep_their_own_gaps_in_a_short_video():
+    # 12 frames cannot hold 2 x 4 frames with gaps up to 3: sampled as one clip of 8, every gap was 1
+    assert sample_train_indices(12, 8, 3, np.random.default_rng(0)) == list(range(4, 12))
+    spans, follows = [], 0
+    for seed in range(200):
+        indices = sample_train_indices(12, 4, 3, np.random.default_rng(seed), clips=2)
+        a, b = indices[:4], indices[4:]
+        assert len(indices) == 8 and 0 <= min(indices) and max(indices) < 12
+        for clip in (a, b):
+            assert 1 <= np.diff(clip).min() and np.diff(clip).max() <= 3
+            spans.append(clip[-1] - clip[0])
+        assert b[0] > a[0]  # history flows forward: B starts after A's first frame
+        follows += b[0] > a[-1]
+    assert np.mean(spans) > 5.0  # a T-frame clip's mean span, 3 x 2 = 6, not the old 3
+    assert 0 < follows < 200  # B follows A when both fit, else it overlaps A
+
+
+def test_two_clips_follow_each_other_in_a_long_video_and_fall_back_when_short():
+    for seed in range(50):
+        indices = sample_train_indices(60, 4, 3, np.random.default_rng(seed), clips=2)
+        assert np.diff(indices).min() >= 1 and np.diff(indices).max() <= 3  # one run of 8, as inference windows
+    short = sample_train_indices(4, 4, 3, np.random.default_rng(0), clips=2)
+    assert short == sample_train_indices(4, 8, 3, np.random.default_rng(0))  # as one clip of 2T frames
+    assert len(sample_train_indices(30, 4, 3, np.random.default_rng(0), anchor=29, clips=2)) == 8
+    with pytest.raises(ValueError, match="clips"):
+        sample_train_indices(12, 4, 3, np.random.default_rng(0), clips=3)
+
+
 def test_eval_windows_pad_last():
     assert eval_windows(10, 4) == [
         ([0, 1, 2, 3], [True] * 4),

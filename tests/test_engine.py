@@ -302,6 +302,18 @@ def test_training_model_knows_whether_its_history_is_trained(shapes, tmp_path, m
     assert trainer.model.history_trained == trained  # in-training evaluation falls back as a loaded checkpoint
 
 
+def test_two_clip_training_items_keep_each_clips_gaps(shapes, tmp_path):
+    cfg = tiny_cfg(shapes, tmp_path, history_training="two-step")
+    cfg.model.num_frames = 4  # the preset's T: 2T = 8 of a 12-frame video
+    dataset = make_train_dataset(read_ref_youtube_vos(shapes, split="train"), cfg)
+    spans = []
+    for i in range(len(dataset)):
+        indices = dataset[i]["meta"]["frame_indices"]
+        assert len(indices) == 8 and indices[4] > indices[0]  # clip B starts after clip A's first frame
+        spans += [indices[3] - indices[0], indices[7] - indices[4]]
+    assert max(spans) > 3  # gaps of 2-3 survive (all 1 when the 8 frames were sampled as one clip)
+
+
 @pytest.mark.parametrize("mode", ["one-step", "two-step"])
 def test_two_clip_history_training_updates_the_pooling(shapes, tmp_path, mode):
     cfg = tiny_cfg(shapes, tmp_path, history_training=mode)

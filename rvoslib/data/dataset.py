@@ -37,19 +37,35 @@ def sample_train_indices(
     max_skip: int,
     rng: np.random.Generator,
     anchor: int | None = None,
+    clips: int = 1,
 ) -> list[int]:
-    """Sorted frame indices of one training clip.
+    """Frame indices of one training item: ``clips`` clips of ``clip_len`` frames each, in order.
 
     Gaps between consecutive indices are drawn uniformly from 1..max_skip (shrunk when
     the video is too short for them); a video shorter than ``clip_len`` gives every frame
     once plus random repeats. With ``anchor``, the clip contains that frame (used for
     sparsely annotated videos, where the anchor is an annotated frame).
 
+    ``clips=2`` (two-clip history training: clip A, then clip B with A's history): each clip
+    draws its own gaps, shrunk only when one clip alone does not fit. B follows A (one more gap
+    after A's last frame) when the video holds both; otherwise B starts at a random frame after
+    A's first and overlaps A. Why: a 12-frame synthetic video cannot hold 2T = 8 frames with gaps
+    of 2-3, and shrinking every gap to 1 left each training clip a third of the motion a T-frame
+    clip sees (``benchmarks.model_probe``: the full model then no longer learns which way things
+    move). With ``anchor`` or a video of at most ``clip_len`` frames, the two clips are sampled as
+    one clip of ``2 x clip_len`` frames, as before.
+
     Returns:
-        ``clip_len`` non-decreasing indices in [0, num_frames).
+        ``clips x clip_len`` indices in [0, num_frames); non-decreasing within each clip.
     """
     if num_frames < 1 or clip_len < 1 or max_skip < 1:
         raise ValueError(f"need num_frames, clip_len, max_skip >= 1, got {num_frames}, {clip_len}, {max_skip}")
+    if clips not in (1, 2):
+        raise ValueError(f"clips must be 1 or 2 (two-clip history training), got {clips}")
+    if clips == 2:
+        if anchor is None and num_frames > clip_len:
+            return _clip_pair(num_frames, clip_len, max_skip, rng)
+        clip_len = 2 * clip_len
     if num_frames < clip_len:
         extra = rng.choice(num_frames, size=clip_len - num_frames, replace=True)
         return sorted(list(range(num_frames)) + [int(i) for i in extra])
@@ -66,6 +82,22 @@ def sample_train_indices(
         starts = [anchor - int(o) for o in offsets if 0 <= anchor - int(o) <= num_frames - 1 - span]
     start = starts[int(rng.integers(0, len(starts)))]
     return [start + int(o) for o in offsets]
+
+
+def _clip_pair(num_frames: int, clip_len: int, max_skip: int, rng: np.random.Generator) -> list[int]:
+    """Clips A and B of :func:`sample_train_indices` with ``clips=2`` (``num_frames > clip_len``)."""
+    skip = min(max_skip, (num_frames - 2) // max(clip_len - 1, 1)) if clip_len > 1 else 1  # B must start after A
+    gaps = rng.integers(1, max(skip, 1) + 1, size=(2, clip_len - 1))
+    offsets = np.concatenate([np.zeros((2, 1), int), np.cumsum(gaps, axis=1)], axis=1)  # (2, clip_len)
+    span_a, span_b = int(offsets[0, -1]), int(offsets[1, -1])
+    between = int(rng.integers(1, max(skip, 1) + 1))
+    if span_a + between + span_b <= num_frames - 1:  # B follows A, as inference windows follow each other
+        start_a = int(rng.integers(0, num_frames - (span_a + between + span_b)))
+        start_b = start_a + span_a + between
+    else:  # B starts after A's first frame and overlaps A
+        start_a = int(rng.integers(0, min(num_frames - 1 - span_a, num_frames - 2 - span_b) + 1))
+        start_b = int(rng.integers(start_a + 1, num_frames - span_b))
+    return [start_a + int(o) for o in offsets[0]] + [start_b + int(o) for o in offsets[1]]
 
 
 def eval_windows(num_frames: int, clip_len: int) -> list[tuple[list[int], list[bool]]]:
@@ -100,7 +132,9 @@ class RVOSDataset(Dataset):
         flip_prob: horizontal-flip probability (training).
         jitter: (brightness, contrast, saturation) strengths (training), None to disable.
         seed: base seed of the per-item random generators.
-    Each item is a dict:
+        clips: training clips per item, 1 or 2 (two-clip history training: clip A's T frames,
+            then clip B's, each with its own gaps; see :func:`sample_train_indices`).
+    Each item is a dict (T below is ``clips x clip_len`` in training):
         frames (T, 3, S, S) float32, masks (T, S, S) float32 in {0, 1}, void (T, S, S) bool,
         valid (T,) bool (real frame, not padding), annotated (T,) bool (a ground-truth mask
         exists), sentence str, meta dict (video_id, exp_id, obj_ids, kind, annotator,
@@ -117,13 +151,16 @@ class RVOSDataset(Dataset):
         flip_prob: float = 0.5,
         jitter: tuple[float, float, float] | None = (0.1, 0.1, 0.1),
         seed: int = 0,
+        clips: int = 1,
     ):
         if clip_len < 1 or size < 1:
             raise ValueError(f"clip_len and size must be >= 1, got clip_len={clip_len}, size={size}")
+        if clips not in (1, 2):
+            raise ValueError(f"clips must be 1 or 2 (two-clip history training), got {clips}")
         self.records = list(records)
         self.clip_len, self.size, self.train = clip_len, size, train
         self.max_skip, self.flip_prob, self.jitter = max_skip, flip_prob, jitter
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.clips = seed, 0, clips
         if train:
             self._check_trainable()
         self.items = self._build_items()
@@ -191,7 +228,7 @@ class RVOSDataset(Dataset):
         anchor = None
         if len(annotated) < record.num_frames:  # sparse annotations: keep one annotated frame in the clip
             anchor = int(annotated[int(rng.integers(0, len(annotated)))])
-        indices = sample_train_indices(record.num_frames, self.clip_len, self.max_skip, rng, anchor)
+        indices = sample_train_indices(record.num_frames, self.clip_len, self.max_skip, rng, anchor, self.clips)
         return indices, [True] * len(indices)
 
     @staticmethod
