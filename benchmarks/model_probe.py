@@ -15,6 +15,12 @@ probe's way. So if it learns the order here, what stops ``rvoslib train`` is its
 - ``--question``: "oracle", the sentence "the shape <motion phrase>" with the oracle motion code
   added to its word and sentence features (as ``motion_oracle train``); "text", the same sentence
   read by the model's own prompted text tower alone.
+- ``--sentences``: "probe", every training window is a motion-unique referent asked by the
+  question above; "real", every motion sentence the generator wrote (with its attribute words and
+  templates, as ``rvoslib train`` reads them; its referent's motion need not be unique), one window
+  each. Held-out windows always use the probe's questions.
+- ``--flip``: flip half of the training windows left-right, with "left" and "right" swapped in the
+  sentence, as ``rvoslib train``'s augmentation does.
 - ``--loss``: "model", the model's loss (``compute_losses``: 2 x BCE + 5 x Dice on the mask and on
   every auxiliary layer, and the pixel-text similarity terms); "bce", pixel BCE on the final mask only.
 - ``--optim``: "probe", AdamW at ``--lr`` (weight decay 1e-4, no clipping, constant rate) as the
@@ -63,6 +69,38 @@ def questions() -> list[str]:
     return [f"the shape {motion_phrases(m)[0]}" for m in MOTIONS]
 
 
+def sentence_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3):
+    """One window per motion sentence of ``videos``: frames (N, T, 3, 64, 64) float, None, None,
+    referent index (N,), pixel labels (N, T, 64, 64) int8 (as ``probe_windows(labels=True)``), and
+    the sentences (N,)."""
+    from benchmarks.motion_probe import pixel_labels, sample_window
+
+    frames, referents, labels, sentences = [], [], [], []
+    for video in videos:
+        index = {o.obj_id: k for k, o in enumerate(video.objects)}
+        for expression in video.expressions:
+            if expression["kind"] != "motion":
+                continue
+            picks = sample_window(len(video.frames), rng, T, max_gap)
+            frames.append(video.frames[picks].transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+            referents.append(index[expression["obj_id"]])
+            labels.append(pixel_labels(video.id_maps[picks], video.objects))
+            sentences.append(expression["text"])
+    return np.stack(frames), None, None, np.array(referents), np.stack(labels), sentences
+
+
+def flip_some(frames, masks, sentences: Sequence[str], flipped):
+    """Flip the rows ``flipped`` (B,) bool left-right: frames (B, T, 3, S, S), masks (B, T, S, S), and
+    "left" <-> "right" in their sentences (``swap_left_right``, as ``rvoslib train`` does)."""
+    import torch
+
+    from rvoslib.data.transforms import swap_left_right
+
+    frames = torch.where(flipped[:, None, None, None, None], frames.flip(-1), frames)
+    masks = torch.where(flipped[:, None, None, None], masks.flip(-1), masks)
+    return frames, masks, [swap_left_right(t) if f else t for t, f in zip(sentences, flipped.tolist())]
+
+
 def right_object_pixels(logits, labels: np.ndarray, referents: np.ndarray) -> np.ndarray:
     """(N,) bool: the referent has the highest mean probability over its pixels.
 
@@ -109,8 +147,11 @@ def normalise(frames):
 
 
 def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, batch: int, lr: float,
-                    seed: int, loss: str = "model", optim: str = "probe", log_every: int = 500) -> dict:
-    """Train ``model`` on the probe windows ``train`` and score it on ``held_out`` (see the module docstring)."""
+                    seed: int, loss: str = "model", optim: str = "probe", log_every: int = 500,
+                    sentences: Optional[Sequence[str]] = None, flip: bool = False) -> dict:
+    """Train ``model`` on the windows ``train`` and score it on the probe windows ``held_out`` (see the
+    module docstring). ``sentences``: one per training window (default: the probe's question of its
+    motion); ``flip``: the left-right flip augmentation."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -118,31 +159,36 @@ def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, 
     from rvoslib.losses import compute_losses
     from rvoslib.schedule import build_optimizer, build_scheduler
 
-    frames, _, motions, referents, labels = train
+    frames, _, motions, referents, labels = train[:5]
     tokens = model.tokenize(questions())  # (6, L_ctx)
+    if sentences is None:
+        sentences = [questions()[m] for m in motions]
     masks = torch.from_numpy(labels == referents[:, None, None, None]).float()  # (N, T, 64, 64)
-    frames, motions = torch.from_numpy(frames), torch.from_numpy(motions)
+    frames = torch.from_numpy(frames)
     if optim == "trainer":
         cfg.train.steps = steps
         optimizer = build_optimizer(model, cfg.train)
-        scheduler, clip = build_scheduler(optimizer, cfg.train), cfg.train.clip_grad
+        scheduler, max_norm = build_scheduler(optimizer, cfg.train), cfg.train.clip_grad
     else:
         params = [p for _, p in model.trainable_named_parameters()]
-        optimizer, scheduler, clip = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4), None, 0.0
+        optimizer, scheduler, max_norm = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4), None, 0.0
     rng = np.random.default_rng(seed)
     start, losses = time.process_time(), []
     model.train()
     for step in tqdm(range(steps), desc="model probe", mininterval=30):
         idx = torch.from_numpy(rng.integers(0, len(frames), size=batch))
-        out = model(normalise(frames[idx]), tokens[motions[idx]])
+        window, target, text = frames[idx], masks[idx], [sentences[i] for i in idx.tolist()]
+        if flip:
+            window, target, text = flip_some(window, target, text, torch.from_numpy(rng.random(batch) < 0.5))
+        out = model(normalise(window), model.tokenize(text))
         if loss == "model":
-            total = compute_losses(out, {"masks": masks[idx]}, cfg.loss)["total"]
+            total = compute_losses(out, {"masks": target}, cfg.loss)["total"]
         else:
-            total = F.binary_cross_entropy_with_logits(out["pred_masks"], masks[idx])
+            total = F.binary_cross_entropy_with_logits(out["pred_masks"], target)
         optimizer.zero_grad()
         total.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], clip)
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], max_norm)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -171,6 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="with --optim probe")
     parser.add_argument("--question", default="oracle", choices=("oracle", "text"))
+    parser.add_argument("--sentences", default="probe", choices=("probe", "real"))
+    parser.add_argument("--flip", action="store_true", help="flip half the training windows (and left/right)")
     parser.add_argument("--loss", default="model", choices=("model", "bce"))
     parser.add_argument("--optim", default="probe", choices=("probe", "trainer"))
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
@@ -188,7 +236,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     videos = generate_videos(args.train_videos, seed=args.seed, hard=True, same_axis=args.same_axis)
-    train = probe_windows(videos, rng, max_gap=args.max_gap, labels=True)
+    if args.sentences == "real":
+        train = sentence_windows(videos, rng, max_gap=args.max_gap)
+    else:
+        train = probe_windows(videos, rng, max_gap=args.max_gap, labels=True)
     eval_videos = generate_videos(args.eval_videos, seed=args.eval_seed, split="valid", hard=True)
     held_out = probe_windows(eval_videos, np.random.default_rng(args.eval_seed), labels=True)
     order, order_chance = order_needed(eval_videos)
@@ -196,7 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with question_context(args.question):
         cfg, model = build(args.overrides)
         row = train_and_score(cfg, model, train, held_out, order, args.steps, args.batch, args.lr, args.seed,
-                              args.loss, args.optim)
+                              args.loss, args.optim, sentences=train[5] if args.sentences == "real" else None,
+                              flip=args.flip)
         if args.save:
             from rvoslib.checkpoint import save_checkpoint
 
@@ -204,7 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             save_checkpoint(args.save, model, cfg, step=args.steps)
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "question": args.question, "loss": args.loss, "optim": args.optim,
-               "same_axis": args.same_axis, "max_gap": args.max_gap,
+               "same_axis": args.same_axis, "max_gap": args.max_gap, "sentences": args.sentences, "flip": args.flip,
                "overrides": list(DEFAULTS) + args.overrides, "seeds": {"train": args.seed, "held_out": args.eval_seed},
                "steps": args.steps, "batch": args.batch, **row}
     print(f"right object {row['right_object']:.3f} (chance {chance:.3f}); order needed "

@@ -42,6 +42,21 @@ logger = logging.getLogger(__name__)
 GRID = 8  # patches per side (64 px frames, 8 px patches)
 
 
+def sample_window(num_frames: int, rng: np.random.Generator, T: int = 4, max_gap: int = 3) -> np.ndarray:
+    """T sorted frame indices of one window, gaps drawn from 1..max_gap: (T,) int."""
+    gaps = rng.integers(1, max_gap + 1, size=T - 1)
+    start = int(rng.integers(0, num_frames - int(gaps.sum())))
+    return start + np.concatenate([[0], np.cumsum(gaps)])
+
+
+def pixel_labels(ids: np.ndarray, objects) -> np.ndarray:
+    """Object ids (T, H, W) -> each pixel's index in ``objects`` (T, H, W) int8, -1 for the background."""
+    label = np.full(ids.shape, -1, np.int8)
+    for k, o in enumerate(objects):
+        label[ids == o.obj_id] = k
+    return label
+
+
 def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3, labels: bool = False):
     """Windows of motion-unique referents: frames (N, T, 3, 64, 64) float, cover (N, T, K, 8, 8)
     patch coverage per object (K = max objects, zero for missing), motion class (N,), referent index (N,);
@@ -54,10 +69,7 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
         for index, obj in enumerate(video.objects):
             if counts[obj.motion] != 1:
                 continue
-            gaps = rng.integers(1, max_gap + 1, size=T - 1)
-            span = int(gaps.sum())
-            start = int(rng.integers(0, len(video.frames) - span))
-            picks = start + np.concatenate([[0], np.cumsum(gaps)])
+            picks = sample_window(len(video.frames), rng, T, max_gap)
             ids = video.id_maps[picks]  # (T, 64, 64)
             cover = np.stack([(ids == o.obj_id) for o in video.objects], axis=1).astype(np.float32)  # (T, K, 64, 64)
             cover = cover.reshape(T, len(video.objects), GRID, 8, GRID, 8).mean(axis=(3, 5))  # (T, K, 8, 8)
@@ -68,10 +80,7 @@ def probe_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3
             motions.append(MOTIONS.index(obj.motion))
             referents.append(index)
             if labels:
-                label = np.full(ids.shape, -1, np.int8)  # (T, 64, 64)
-                for k, o in enumerate(video.objects):
-                    label[ids == o.obj_id] = k
-                pixels.append(label)
+                pixels.append(pixel_labels(ids, video.objects))  # (T, 64, 64)
     out = (np.stack(frames), np.stack(covers), np.array(motions), np.array(referents))
     return out + (np.stack(pixels),) if labels else out
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.model_probe import build, question_context, questions, right_object_pixels, train_and_score
+from benchmarks.model_probe import (build, flip_some, question_context, questions, right_object_pixels,
+                                    sentence_windows, train_and_score)
 from benchmarks.motion_probe import order_needed, probe_windows
 from rvoslib.data.synthetic import MOTIONS, generate_videos
 
@@ -63,3 +64,20 @@ def test_training_moves_the_new_modules_and_the_oracle_code_and_never_clip(video
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     moved = [n for n, p in model.trainable_named_parameters() if not torch.equal(p, before[n])]
     assert any(n.startswith("reasoner.") for n in moved) and any(n.startswith("text.oracle") for n in moved)
+
+
+def test_sentence_windows_give_every_motion_sentence_its_referent(videos):
+    frames, _, _, referents, labels, sentences = sentence_windows(videos, np.random.default_rng(0))
+    expected = [(e["text"], [o.obj_id for o in v.objects].index(e["obj_id"]))
+                for v in videos for e in v.expressions if e["kind"] == "motion"]
+    assert list(zip(sentences, referents.tolist())) == expected and frames.shape[1:] == (4, 3, 64, 64)
+    assert (labels == referents[:, None, None, None]).any(axis=(1, 2, 3)).all()
+
+
+def test_flip_mirrors_the_chosen_rows_and_swaps_their_directions():
+    frames, masks = torch.rand(2, 4, 3, 8, 8), (torch.rand(2, 4, 8, 8) > 0.5).float()
+    out_frames, out_masks, text = flip_some(frames, masks, ["the dot moving left", "the dot moving left"],
+                                            torch.tensor([True, False]))
+    assert torch.equal(out_frames[0], frames[0].flip(-1)) and torch.equal(out_frames[1], frames[1])
+    assert torch.equal(out_masks[0], masks[0].flip(-1)) and torch.equal(out_masks[1], masks[1])
+    assert text == ["the dot moving right", "the dot moving left"]
