@@ -55,7 +55,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from benchmarks.motion_probe import order_needed, probe_windows
+from benchmarks.motion_probe import add_probe_arguments, order_needed, probe_windows
 
 logger = logging.getLogger(__name__)
 
@@ -209,12 +209,7 @@ def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-videos", type=int, default=600)
-    parser.add_argument("--eval-videos", type=int, default=150)
-    parser.add_argument("--seed", type=int, default=501, help="training videos and initialisation")
-    parser.add_argument("--eval-seed", type=int, default=502, help="held-out videos")
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--batch", type=int, default=4)
+    add_probe_arguments(parser, steps=4000, batch=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="with --optim probe")
     parser.add_argument("--question", default="oracle", choices=("oracle", "text"))
     parser.add_argument("--sentences", default="probe", choices=("probe", "real"))

@@ -291,14 +291,19 @@ def run_variant(variant: str, train, held_out, steps: int, batch: int, lr: float
             "final_loss": float(np.mean(losses[-50:])), "cpu_s": time.process_time() - start}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_probe_arguments(parser: argparse.ArgumentParser, steps: int, batch: int) -> None:
+    """The data and budget options every probe takes: videos, seeds, steps and batch."""
     parser.add_argument("--train-videos", type=int, default=600)
     parser.add_argument("--eval-videos", type=int, default=150)
     parser.add_argument("--seed", type=int, default=501, help="training videos and initialisation")
     parser.add_argument("--eval-seed", type=int, default=502, help="held-out videos")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch", type=int, default=batch)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_probe_arguments(parser, steps=2000, batch=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--readout", default="dot", choices=("dot", "fused", "fusion"),
