@@ -19,6 +19,9 @@ probe's way. So if it learns the order here, what stops ``rvoslib train`` is its
   question above; "real", every motion sentence the generator wrote (with its attribute words and
   templates, as ``rvoslib train`` reads them; its referent's motion need not be unique), one window
   each. Held-out windows always use the probe's questions.
+- ``--windows``: with ``--sentences real``, "fixed", one window per sentence drawn once; "fresh", a new
+  window of the sentence's video at every use, as ``rvoslib train`` re-draws each item's frames every
+  epoch.
 - ``--flip``: flip half of the training windows left-right, with "left" and "right" swapped in the
   sentence, as ``rvoslib train``'s augmentation does.
 - ``--loss``: "model", the model's loss (``compute_losses``: 2 x BCE + 5 x Dice on the mask and on
@@ -51,7 +54,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -69,24 +72,46 @@ def questions() -> list[str]:
     return [f"the shape {motion_phrases(m)[0]}" for m in MOTIONS]
 
 
+def motion_sentences(videos) -> list[tuple[int, int, str]]:
+    """(video index, referent index, sentence) of every motion sentence of ``videos``."""
+    out = []
+    for v, video in enumerate(videos):
+        index = {o.obj_id: k for k, o in enumerate(video.objects)}
+        out += [(v, index[e["obj_id"]], e["text"]) for e in video.expressions if e["kind"] == "motion"]
+    return out
+
+
+def draw_window(video, rng: np.random.Generator, T: int = 4, max_gap: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A random window of ``video``: frames (T, 3, 64, 64) float in [0, 1] and pixel labels (T, 64, 64) int8."""
+    from benchmarks.motion_probe import pixel_labels, sample_window
+
+    picks = sample_window(len(video.frames), rng, T, max_gap)
+    frames = video.frames[picks].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    return frames, pixel_labels(video.id_maps[picks], video.objects)
+
+
 def sentence_windows(videos, rng: np.random.Generator, T: int = 4, max_gap: int = 3):
     """One window per motion sentence of ``videos``: frames (N, T, 3, 64, 64) float, None, None,
     referent index (N,), pixel labels (N, T, 64, 64) int8 (as ``probe_windows(labels=True)``), and
     the sentences (N,)."""
-    from benchmarks.motion_probe import pixel_labels, sample_window
+    sources = motion_sentences(videos)
+    windows = [draw_window(videos[v], rng, T, max_gap) for v, _, _ in sources]
+    return (np.stack([f for f, _ in windows]), None, None, np.array([r for _, r, _ in sources]),
+            np.stack([lab for _, lab in windows]), [t for _, _, t in sources])
 
-    frames, referents, labels, sentences = [], [], [], []
-    for video in videos:
-        index = {o.obj_id: k for k, o in enumerate(video.objects)}
-        for expression in video.expressions:
-            if expression["kind"] != "motion":
-                continue
-            picks = sample_window(len(video.frames), rng, T, max_gap)
-            frames.append(video.frames[picks].transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-            referents.append(index[expression["obj_id"]])
-            labels.append(pixel_labels(video.id_maps[picks], video.objects))
-            sentences.append(expression["text"])
-    return np.stack(frames), None, None, np.array(referents), np.stack(labels), sentences
+
+def fresh_windows(videos, max_gap: int = 3):
+    """``draw(i, rng)``: a new window of motion sentence i's video each time it is called (as
+    ``rvoslib train`` re-draws each item's frames every epoch), frames (T, 3, 64, 64) float and the
+    referent's mask (T, 64, 64) float."""
+    sources = motion_sentences(videos)
+
+    def draw(i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        video, referent, _ = sources[i]
+        frames, labels = draw_window(videos[video], rng, max_gap=max_gap)
+        return frames, (labels == referent).astype(np.float32)
+
+    return draw
 
 
 def flip_some(frames, masks, sentences: Sequence[str], flipped):
@@ -148,10 +173,12 @@ def normalise(frames):
 
 def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, batch: int, lr: float,
                     seed: int, loss: str = "model", optim: str = "probe", log_every: int = 500,
-                    sentences: Optional[Sequence[str]] = None, flip: bool = False) -> dict:
+                    sentences: Optional[Sequence[str]] = None, flip: bool = False,
+                    draw: Optional[Callable] = None) -> dict:
     """Train ``model`` on the windows ``train`` and score it on the probe windows ``held_out`` (see the
     module docstring). ``sentences``: one per training window (default: the probe's question of its
-    motion); ``flip``: the left-right flip augmentation."""
+    motion); ``flip``: the left-right flip augmentation; ``draw``: re-draw window i's frames and mask
+    at every use (``fresh_windows``) instead of using the fixed ones."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -178,6 +205,10 @@ def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, 
     for step in tqdm(range(steps), desc="model probe", mininterval=30):
         idx = torch.from_numpy(rng.integers(0, len(frames), size=batch))
         window, target, text = frames[idx], masks[idx], [sentences[i] for i in idx.tolist()]
+        if draw is not None:
+            drawn = [draw(i, rng) for i in idx.tolist()]
+            window = torch.from_numpy(np.stack([f for f, _ in drawn]))  # (B, T, 3, 64, 64)
+            target = torch.from_numpy(np.stack([m for _, m in drawn]))  # (B, T, 64, 64)
         if flip:
             window, target, text = flip_some(window, target, text, torch.from_numpy(rng.random(batch) < 0.5))
         out = model(normalise(window), model.tokenize(text))
@@ -219,6 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--same-axis", action="store_true", help="train on --hard --same-axis videos")
     parser.add_argument("--max-gap", type=int, default=3, help="largest gap between training frames")
+    parser.add_argument("--windows", default="fixed", choices=("fixed", "fresh"),
+                        help="with --sentences real: one window per sentence, or a new one at every use")
     parser.add_argument("--save", default=None, help="also write the trained model here (a checkpoint)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -231,6 +264,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     videos = generate_videos(args.train_videos, seed=args.seed, hard=True, same_axis=args.same_axis)
+    fresh = args.windows == "fresh"
+    if fresh and args.sentences != "real":
+        parser.error("--windows fresh needs --sentences real")
     if args.sentences == "real":
         train = sentence_windows(videos, rng, max_gap=args.max_gap)
     else:
@@ -243,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         cfg, model = build(args.overrides)
         row = train_and_score(cfg, model, train, held_out, order, args.steps, args.batch, args.lr, args.seed,
                               args.loss, args.optim, sentences=train[5] if args.sentences == "real" else None,
-                              flip=args.flip)
+                              flip=args.flip, draw=fresh_windows(videos, args.max_gap) if fresh else None)
         if args.save:
             from rvoslib.checkpoint import save_checkpoint
 
@@ -251,7 +287,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             save_checkpoint(args.save, model, cfg, step=args.steps)
     results = {"chance": chance, "order_needed": {"windows": int(order.sum()), "chance": float(order_chance[order].mean())},
                "train_windows": len(train[0]), "question": args.question, "loss": args.loss, "optim": args.optim,
-               "same_axis": args.same_axis, "max_gap": args.max_gap, "sentences": args.sentences, "flip": args.flip,
+               "same_axis": args.same_axis, "max_gap": args.max_gap, "sentences": args.sentences,
+               "windows": args.windows, "flip": args.flip,
                "overrides": list(DEFAULTS) + args.overrides, "seeds": {"train": args.seed, "held_out": args.eval_seed},
                "steps": args.steps, "batch": args.batch, **row}
     print(f"right object {row['right_object']:.3f} (chance {chance:.3f}); order needed "

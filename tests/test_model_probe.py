@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.model_probe import (build, flip_some, question_context, questions, right_object_pixels,
-                                    sentence_windows, train_and_score)
+from benchmarks.model_probe import (build, flip_some, fresh_windows, motion_sentences, question_context, questions,
+                                    right_object_pixels, sentence_windows, train_and_score)
 from benchmarks.motion_probe import order_needed, probe_windows
 from rvoslib.data.synthetic import MOTIONS, generate_videos
 
@@ -81,3 +81,20 @@ def test_flip_mirrors_the_chosen_rows_and_swaps_their_directions():
     assert torch.equal(out_frames[0], frames[0].flip(-1)) and torch.equal(out_frames[1], frames[1])
     assert torch.equal(out_masks[0], masks[0].flip(-1)) and torch.equal(out_masks[1], masks[1])
     assert text == ["the dot moving right", "the dot moving left"]
+
+
+
+def test_fresh_windows_draw_a_new_window_of_the_sentences_video_at_every_call(videos):
+    draw, rng = fresh_windows(videos), np.random.default_rng(0)
+    v, referent, _ = motion_sentences(videos)[0]
+    video = videos[v]
+    pixels = video.frames.reshape(len(video.frames), -1)  # (F, 64 * 64 * 3) uint8
+    windows = set()
+    for _ in range(8):
+        frames, mask = draw(0, rng)
+        flat = np.round(frames.transpose(0, 2, 3, 1) * 255).astype(np.uint8).reshape(len(frames), -1)
+        picks = [int(np.flatnonzero((pixels == row).all(axis=1))[0]) for row in flat]  # which frames were drawn
+        assert all(1 <= b - a <= 3 for a, b in zip(picks, picks[1:]))
+        assert np.array_equal(mask > 0, video.id_maps[picks] == video.objects[referent].obj_id)
+        windows.add(tuple(picks))
+    assert len(windows) > 1
