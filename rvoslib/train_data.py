@@ -82,7 +82,7 @@ def make_train_dataset(records: Sequence, cfg: Config) -> Dataset:
     clips = train_clip_frames(cfg) // cfg.model.num_frames
     return RVOSDataset(records, clip_len=cfg.model.num_frames, size=cfg.model.backbone.image_size, train=True,
                        max_skip=cfg.data.max_skip, flip_prob=cfg.data.flip_prob, jitter=jitter, seed=cfg.train.seed,
-                       clips=clips)
+                       clips=clips, fixed_windows=cfg.data.fixed_windows)
 
 
 class EpochItems(Dataset):

@@ -181,6 +181,21 @@ def test_train_items(shapes):
                for i in range(len(dataset)))
 
 
+def test_fixed_windows_keep_each_items_frames_flip_and_jitter_across_epochs(shapes):
+    fixed = RVOSDataset(shapes, clip_len=4, size=32, seed=0, flip_prob=0.5, fixed_windows=True)
+    first = [fixed[i] for i in range(len(fixed))]
+    fixed.set_epoch(3)
+    for i, item in enumerate(first):
+        again = fixed[i]
+        assert again["meta"]["frame_indices"] == item["meta"]["frame_indices"]
+        assert again["meta"]["flipped"] == item["meta"]["flipped"]
+        torch.testing.assert_close(again["frames"], item["frames"])
+    redrawn = RVOSDataset(shapes, clip_len=4, size=32, seed=0, flip_prob=0.5)
+    assert [redrawn[i]["meta"]["frame_indices"] for i in range(len(redrawn))] == [x["meta"]["frame_indices"] for x in first]
+    redrawn.set_epoch(3)
+    assert any(redrawn[i]["meta"]["frame_indices"] != x["meta"]["frame_indices"] for i, x in enumerate(first))
+
+
 def test_masks_follow_the_object(shapes):
     dataset = RVOSDataset(shapes, clip_len=12, size=64, train=False)
     item = dataset[0]

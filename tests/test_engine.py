@@ -314,6 +314,15 @@ def test_two_clip_training_items_keep_each_clips_gaps(shapes, tmp_path):
     assert max(spans) > 3  # gaps of 2-3 survive (all 1 when the 8 frames were sampled as one clip)
 
 
+def test_data_fixed_windows_reaches_the_training_dataset(shapes, tmp_path):
+    cfg = tiny_cfg(shapes, tmp_path)
+    cfg.data.fixed_windows = True
+    dataset = make_train_dataset(read_ref_youtube_vos(shapes, split="train"), cfg)
+    first = [dataset[i]["meta"]["frame_indices"] for i in range(len(dataset))]
+    dataset.set_epoch(5)
+    assert [dataset[i]["meta"]["frame_indices"] for i in range(len(dataset))] == first
+
+
 @pytest.mark.parametrize("mode", ["one-step", "two-step"])
 def test_two_clip_history_training_updates_the_pooling(shapes, tmp_path, mode):
     cfg = tiny_cfg(shapes, tmp_path, history_training=mode)

@@ -134,6 +134,8 @@ class RVOSDataset(Dataset):
         seed: base seed of the per-item random generators.
         clips: training clips per item, 1 or 2 (two-clip history training: clip A's T frames,
             then clip B's, each with its own gaps; see :func:`sample_train_indices`).
+        fixed_windows: training items ignore the epoch, so each keeps the frames, flip and jitter
+            drawn for it in epoch 0 (default: new ones every epoch).
     Each item is a dict (T below is ``clips x clip_len`` in training):
         frames (T, 3, S, S) float32, masks (T, S, S) float32 in {0, 1}, void (T, S, S) bool,
         valid (T,) bool (real frame, not padding), annotated (T,) bool (a ground-truth mask
@@ -152,6 +154,7 @@ class RVOSDataset(Dataset):
         jitter: tuple[float, float, float] | None = (0.1, 0.1, 0.1),
         seed: int = 0,
         clips: int = 1,
+        fixed_windows: bool = False,
     ):
         if clip_len < 1 or size < 1:
             raise ValueError(f"clip_len and size must be >= 1, got clip_len={clip_len}, size={size}")
@@ -160,7 +163,7 @@ class RVOSDataset(Dataset):
         self.records = list(records)
         self.clip_len, self.size, self.train = clip_len, size, train
         self.max_skip, self.flip_prob, self.jitter = max_skip, flip_prob, jitter
-        self.seed, self.epoch, self.clips = seed, 0, clips
+        self.seed, self.epoch, self.clips, self.fixed_windows = seed, 0, clips, fixed_windows
         if train:
             self._check_trainable()
         self.items = self._build_items()
@@ -194,7 +197,8 @@ class RVOSDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         r, e, w = self.items[index]
         record, expression = self.records[r], self.records[r].expressions[e]
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        epoch = 0 if self.fixed_windows else self.epoch
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
         indices, valid = self._frame_indices(record, w, rng)
         frames, masks, annotated = self._load(record, expression.obj_ids, indices)
         orig_size = frames.shape[1:3]
