@@ -204,8 +204,10 @@ def train_and_score(cfg, model, train, held_out, order: np.ndarray, steps: int, 
     model.train()
     for step in tqdm(range(steps), desc="model probe", mininterval=30):
         idx = torch.from_numpy(rng.integers(0, len(frames), size=batch))
-        window, target, text = frames[idx], masks[idx], [sentences[i] for i in idx.tolist()]
-        if draw is not None:
+        text = [sentences[i] for i in idx.tolist()]
+        if draw is None:
+            window, target = frames[idx], masks[idx]
+        else:
             drawn = [draw(i, rng) for i in idx.tolist()]
             window = torch.from_numpy(np.stack([f for f, _ in drawn]))  # (B, T, 3, 64, 64)
             target = torch.from_numpy(np.stack([m for _, m in drawn]))  # (B, T, 64, 64)
@@ -255,6 +257,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--save", default=None, help="also write the trained model here (a checkpoint)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    fresh = args.windows == "fresh"
+    if fresh and args.sentences != "real":
+        parser.error("--windows fresh needs --sentences real")
     import torch
 
     from rvoslib.data.synthetic import generate_videos
@@ -264,9 +269,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     videos = generate_videos(args.train_videos, seed=args.seed, hard=True, same_axis=args.same_axis)
-    fresh = args.windows == "fresh"
-    if fresh and args.sentences != "real":
-        parser.error("--windows fresh needs --sentences real")
     if args.sentences == "real":
         train = sentence_windows(videos, rng, max_gap=args.max_gap)
     else:

@@ -176,9 +176,9 @@ class DataConfig:
     flip_prob: float = 0.5  # horizontal flip probability (swaps "left"/"right" in the sentence)
     jitter: float = 0.1  # photometric jitter strength (0 disables)
     # True: each training item keeps the frames (and flip, jitter) drawn for it in epoch 0, every epoch;
-    # False: new ones every epoch. A diagnostic: benchmarks.model_probe learns which way things move
-    # with fixed windows and not with fresh ones; in rvoslib train they were not enough alone
-    # (README, "Which part of rvoslib train stops the order")
+    # False: new ones every epoch. A diagnostic: one benchmarks.model_probe run learnt which way things
+    # move with fixed windows and its twin with fresh ones did not; in rvoslib train fixed windows
+    # were not enough alone (README, "Which part of rvoslib train stops the order")
     fixed_windows: bool = False
     num_workers: int = 0  # DataLoader workers
     # joint training: a second dataset mixed into the training set (e.g. RefCOCO images, which become

@@ -83,7 +83,6 @@ def test_flip_mirrors_the_chosen_rows_and_swaps_their_directions():
     assert text == ["the dot moving right", "the dot moving left"]
 
 
-
 def test_fresh_windows_draw_a_new_window_of_the_sentences_video_at_every_call(videos):
     draw, rng = fresh_windows(videos), np.random.default_rng(0)
     v, referent, _ = motion_sentences(videos)[0]
