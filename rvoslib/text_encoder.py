@@ -72,8 +72,8 @@ strict control, and order-only videos"): "own" stays at chance (36.5%, chance 41
 reaches every word position. At 4000 steps "bag" reaches 54.2%, and 0.469 hard-motion J&F on a
 fresh split (motion-blind reference 0.454). In ``rvoslib train`` on order-only motion sentences
 (README, "Which part of `rvoslib train` stops the order") "bag" learns the order later than the
-oracle code: at chance after 8000 steps, 77.9% right object after 16000 (its loss drops at step ~10700,
-the oracle runs' at 3000-4400); seed 0.
+oracle code: at chance after 8000 steps, 77.9% right object after 16000 (its loss drops at step
+~10700, the oracle runs' at 3000-4400); seed 0.
 Words whose ids share a row share a code (the toy world's vocabulary is collision-free at 4093
 rows; a test checks it). At real scale a pretrained tower already separates such words; this is a
 toy-scale stand-in for that knowledge.
