@@ -65,6 +65,9 @@ class PromptConfig:
     # sentence; "bag" also adds the bag b = sum of the sentence's codes / sqrt(words) to every word, and b (not the
     # mean) to the sentence, so every word position carries every word's code (rvoslib.text_encoder, "Word codes")
     word_code_spread: str = "own"
+    # the codes' standard deviation at init (1.0: the oracle code's scale); with "bag" a word's share of the bag
+    # is its code / sqrt(words), so a larger scale gives each word a share closer to the oracle's whole code
+    word_code_std: float = 1.0
 
 
 @dataclass
@@ -319,6 +322,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "model.prompts.num_language": (0, True), "model.prompts.num_history": (0, True),
     "model.prompts.generator_dim": (1, True), "model.prompts.generator_layers": (0, True),
     "model.prompts.generator_heads": (1, True), "model.prompts.max_frames": (1, True),
+    "model.prompts.word_code_std": (0, False),
     "model.vision.stage1_heads": (1, True), "model.fusion.heads": (1, True),
     "model.spatiotemporal.layers": (0, True), "model.spatiotemporal.heads": (1, True),
     "model.spatiotemporal.cube_size": (1, True), "model.spatiotemporal.ffn_dim": (1, True),

@@ -56,7 +56,7 @@ differences yet, so the gradient never opens the path (measured: after 1500 step
 phrases' word features were *more* alike).
 
 Word codes (``prompts.word_codes``, off in every preset; not in the paper). A table of trainable
-codes, N(0, 1) at init, indexed by token id modulo its size. Unlike the lexical path, two words
+codes, N(0, s^2) at init (``s = prompts.word_code_std``, default 1), indexed by token id modulo its size. Unlike the lexical path, two words
 start with codes that are nearly orthogonal however alike the tower or the token embeddings make
 them, the same contrast the oracle of ``benchmarks.motion_oracle`` gives, but learned per word and
 parsed from nothing. ``prompts.word_code_spread`` says where they go:
@@ -190,10 +190,12 @@ class PromptedTextEncoder(nn.Module):
         self.word_code_spread = prompt_cfg.word_code_spread
         if prompt_cfg.word_codes < 0:
             raise ValueError(f"prompts.word_codes must be >= 0 (0 = off), got {prompt_cfg.word_codes}")
-        self.word_codes = None  # (rows, D_t) trainable codes, N(0, 1) at init, row = token id % rows
+        if not prompt_cfg.word_code_std > 0:
+            raise ValueError(f"prompts.word_code_std must be > 0, got {prompt_cfg.word_code_std}")
+        self.word_codes = None  # (rows, D_t) trainable codes, N(0, word_code_std^2) at init, row = token id % rows
         if prompt_cfg.word_codes:
             self.word_codes = nn.Embedding(prompt_cfg.word_codes, self.positional_embedding.shape[1])
-            nn.init.normal_(self.word_codes.weight, std=1.0)
+            nn.init.normal_(self.word_codes.weight, std=prompt_cfg.word_code_std)
         if self.context_length - 2 - self.num_prompts < 1:
             raise ValueError(f"prompts.num_language={self.num_prompts} leaves no room for words in the "
                              f"context length {self.context_length}")

@@ -22,9 +22,9 @@ def clip_and_tokens():
     return create_clip(backbone), tokenize(SENTENCES, get_tokenizer(backbone))
 
 
-def encoder(clip, rows, spread="own"):
+def encoder(clip, rows, spread="own", std=1.0):
     cfg = tiny().model.prompts
-    cfg.word_codes, cfg.word_code_spread = rows, spread
+    cfg.word_codes, cfg.word_code_spread, cfg.word_code_std = rows, spread, std
     torch.manual_seed(0)
     return PromptedTextEncoder(clip, cfg)
 
@@ -91,3 +91,16 @@ def test_a_negative_row_count_or_an_unknown_spread_is_refused(clip_and_tokens):
         encoder(clip, -1)
     with pytest.raises(ValueError, match="prompts.word_code_spread must be one of"):
         encoder(clip, ROWS, "everywhere")
+
+
+def test_word_code_std_sets_the_codes_scale_at_init(clip_and_tokens):
+    clip, _ = clip_and_tokens
+    for std in (1.0, 2.5):
+        measured = encoder(clip, ROWS, "bag", std).word_codes.weight.std().item()  # 4093 x 64 draws
+        assert abs(measured - std) < 0.02 * std
+
+
+def test_a_word_code_std_that_is_not_positive_is_refused(clip_and_tokens):
+    clip, _ = clip_and_tokens
+    with pytest.raises(ValueError, match="prompts.word_code_std must be > 0"):
+        encoder(clip, ROWS, "bag", 0.0)
