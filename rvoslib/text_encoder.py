@@ -73,7 +73,8 @@ reaches every word position. At 4000 steps "bag" reaches 54.2%, and 0.469 hard-m
 fresh split (motion-blind reference 0.454). In ``rvoslib train`` on order-only motion sentences
 (README, "Which part of `rvoslib train` stops the order") "bag" learns the order later than the
 oracle code: at chance after 8000 steps, 77.9% right object after 16000 (its loss drops at step
-~10700, the oracle runs' at 3000-4400); seed 0.
+~10700, the oracle runs' at 3000-4400); seed 0. With ``word_code_std=2.5`` the motion word's share of
+the bag is about the oracle code's scale, and the drop came sooner (README, same section; one run each).
 Words whose ids share a row share a code (the toy world's vocabulary is collision-free at 4093
 rows; a test checks it). At real scale a pretrained tower already separates such words; this is a
 toy-scale stand-in for that knowledge.
