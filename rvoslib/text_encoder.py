@@ -59,7 +59,8 @@ Word codes (``prompts.word_codes``, off in every preset; not in the paper). A ta
 codes, N(0, s^2) at init (``s = prompts.word_code_std``, default 1), indexed by token id modulo its
 size. Unlike the lexical path, two words start with codes that are nearly orthogonal however alike
 the tower or the token embeddings make them, the same contrast the oracle of
-``benchmarks.motion_oracle`` gives, but learned per word and parsed from nothing. ``prompts.word_code_spread`` says where they go:
+``benchmarks.motion_oracle`` gives, but learned per word and parsed from nothing.
+``prompts.word_code_spread`` says where they go:
 
 - ``"own"``: ``words += C[token % rows]``, ``sentence += mean_w C[w % rows]``;
 - ``"bag"``: the bag ``b = sum_w C[w % rows] / sqrt(#words)`` is also added to every word, and
