@@ -2,11 +2,13 @@
 
     python -m benchmarks.ship_tiny_rvos runs/tiny3k --eval benchmarks/toy_eval.json --name "after"
 
-Writes ``data_samples/tiny_rvos/rvos-tiny-synthetic.pt`` (``best.pt`` of the run, float16
-weights, config and step; no optimizer) and ``rvos-tiny-synthetic.json`` beside it: the
-commands that made the data and the run (``--command``, repeatable), the run's config, its
-validation curve and training time from ``log.jsonl``, the checkpoint's sha256, and the
-scores that ``benchmarks.toy_eval`` measured for it on fresh splits (with their seeds).
+Writes ``data_samples/tiny_rvos/rvos-tiny-synthetic.pt`` (``best.pt`` of the run, or the file
+that ``--checkpoint`` names; float16 weights, config and step; no optimizer) and
+``rvos-tiny-synthetic.json`` beside it: the commands that made the data and the run
+(``--command``, repeatable), the run's config, its validation curve, loss curve and training
+time from ``log.jsonl`` (and those of ``--init-run``, the run it started from with ``--init``,
+for a model trained in two stages), the checkpoint's sha256, and the scores that
+``benchmarks.toy_eval`` measured for it on fresh splits (with their seeds).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="the run folder (best.pt, log.jsonl, config.json)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"exported checkpoint (default: {DEFAULT_OUT})")
+    parser.add_argument("--checkpoint", default="best.pt",
+                        help="which checkpoint of the run to ship (default: best.pt, picked by validation J&F)")
+    parser.add_argument("--init-run", help="the run folder this run started from (rvoslib train --init); its "
+                                           "curve goes in the sidecar too")
     parser.add_argument("--eval", help="benchmarks.toy_eval JSON that scored this run's best.pt")
     parser.add_argument("--name", help="the row of --eval that is this run")
     parser.add_argument("--command", action="append", default=[], help="a command that made the data or the run")
@@ -57,18 +63,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rvoslib.checkpoint import export_weights, load_checkpoint
 
     run, out = Path(args.run), Path(args.out)
-    best = run / "best.pt"
-    if not best.is_file():
-        raise SystemExit(f"{best} not found: the run must have evaluated at least once (train.eval_every > 0)")
-    export_weights(best, out, half=True)
+    chosen = run / args.checkpoint
+    if not chosen.is_file():
+        hint = (": the run must have evaluated at least once (train.eval_every > 0)" if args.checkpoint == "best.pt"
+                else "")
+        raise SystemExit(f"--checkpoint: {chosen} not found{hint}")
+    if args.init_run and not (Path(args.init_run) / "log.jsonl").is_file():
+        raise SystemExit(f"--init-run: {Path(args.init_run) / 'log.jsonl'} not found")
+    which = ("best.pt of the run by validation J&F" if args.checkpoint == "best.pt"
+             else f"{args.checkpoint} of the run")
+    export_weights(chosen, out, half=True)
     state = load_checkpoint(out)
     sidecar = {
-        "what": "tiny VLP-RVOS (rvoslib tiny preset) trained on synthetic shapes videos; best.pt of the run "
-                "by validation J&F, weights exported as float16",
+        "what": f"tiny VLP-RVOS (rvoslib tiny preset) trained on synthetic shapes videos; {which}, "
+                "weights exported as float16",
         "commands": args.command,
         "step": state["step"],
         "config": state["config"],
         "curve": run_curve(run / "log.jsonl"),
+        **({"init_run_curve": run_curve(Path(args.init_run) / "log.jsonl")} if args.init_run else {}),
         "machine": cpu_name(),
         "checkpoint": {"file": out.name, "bytes": out.stat().st_size, "sha256": sha256(out)},
     }

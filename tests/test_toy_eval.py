@@ -96,6 +96,22 @@ def test_ship_exports_best_with_a_sidecar(run, tmp_path):
                              "--name", "before"])
 
 
+def test_ship_exports_a_named_checkpoint_with_the_init_runs_curve(run, tmp_path):
+    out = tmp_path / "ship" / "model.pt"
+    with pytest.raises(SystemExit, match="--checkpoint: .*nope.pt not found"):
+        ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--checkpoint", "nope.pt"])
+    with pytest.raises(SystemExit, match="--init-run: .*log.jsonl not found"):
+        ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--checkpoint", "last.pt",
+                             "--init-run", str(tmp_path / "missing")])
+    assert not out.exists()  # a refused call writes nothing
+    assert ship_tiny_rvos.main([run.train.out_dir, "--out", str(out), "--checkpoint", "last.pt",
+                                "--init-run", run.train.out_dir]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["what"].split("; ")[1].startswith("last.pt of the run,")
+    assert sidecar["init_run_curve"] == sidecar["curve"] and sidecar["curve"]["loss_curve"]
+    assert "fresh_splits" not in sidecar
+
+
 def test_motion_stride_scores_a_perfect_prediction_as_right_and_exact():
     from benchmarks.motion_stride import score_video
     from rvoslib.data.synthetic import generate_videos
