@@ -33,9 +33,10 @@
 #
 # The model only ever saw the synthetic sentences' words (colours, shapes, sizes, motions,
 # relations), so a sentence with any other word, or an empty box, gets a plain message instead of
-# a mask. It is a **weak** model: J&F about 0.53 on fresh clips, good on sentences that name a
-# unique colour or shape, at chance on sentences that need motion to tell look-alike twins apart
-# (notebooks 03 and 04 show why). Try to break it.
+# a mask. It is a **weak** model: J&F about 0.59 on fresh clips, good on sentences that name a
+# unique colour or shape, better than a guess but often wrong on sentences that need motion to tell
+# look-alike twins apart (hard-split motion J&F 0.56, where a motion-blind reader scores 0.44; the
+# README's "Toy-scale training"). Try to break it.
 #
 # Under the widget, `rvoslib.playground.Playground` does the work: `update(sentence, attention)`
 # runs the model window by window over the clip (the windows and history of online inference,
