@@ -55,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="which checkpoint of the run to ship (default: best.pt, picked by validation J&F)")
     parser.add_argument("--init-run", help="the run folder this run started from (rvoslib train --init); its "
                                            "curve goes in the sidecar too")
-    parser.add_argument("--eval", help="benchmarks.toy_eval JSON that scored this run's best.pt")
+    parser.add_argument("--eval", help="benchmarks.toy_eval JSON that scored the checkpoint shipped")
     parser.add_argument("--name", help="the row of --eval that is this run")
     parser.add_argument("--command", action="append", default=[], help="a command that made the data or the run")
     args = parser.parse_args(argv)
