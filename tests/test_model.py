@@ -1,5 +1,8 @@
 """VLPRVOS wiring: output contract, trainable/frozen split, history path, presets, bad inputs."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -220,15 +223,27 @@ def test_frozen_clip_without_prompts_trains():
 # --------------------------------------------------------------------------- checkpoints saved before newer options
 
 
+# the model overrides of the shipped recipe (README, "Toy-scale training": $MODEL)
+SHIPPED_OVERRIDES = ["model.spatiotemporal.value_position=relative", "model.fusion.sentence=add",
+                     "model.prompts.word_codes=4093", "model.prompts.word_code_spread=bag",
+                     "model.prompts.word_code_std=2.5"]
+
+
 def test_shipped_checkpoint_is_the_tiny_preset_with_trained_history():
     """The shipped tiny model loads through the public path, on the shipped tiny CLIP, with the
-    tiny preset's architecture, an order-aware capture and history that was trained (so inference
-    carries history across windows), and segments a clip to finite logits of the right shape."""
+    tiny preset's architecture plus exactly the README recipe's model overrides, an order-aware
+    capture and history that was trained (so inference carries history across windows), and
+    segments a clip to finite logits of the right shape."""
     from rvoslib.checkpoint import model_from_checkpoint
+    from rvoslib.config import apply_overrides
     from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_CLIP_MODEL, TINY_RVOS_CHECKPOINT, find_sample
 
     model, cfg = model_from_checkpoint(find_sample(TINY_RVOS_CHECKPOINT))
-    preset = get_preset("tiny").model
+    preset = apply_overrides(get_preset("tiny"), SHIPPED_OVERRIDES).model
+    assert preset != get_preset("tiny").model  # the overrides change the preset
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    model_line = re.search(r'^MODEL="([^"]*)"', readme, flags=re.M | re.S).group(1)
+    assert re.findall(r"--set (\S+)", model_line) == SHIPPED_OVERRIDES  # the README's recipe says the same
     assert cfg.model.backbone.model_name == TINY_CLIP_MODEL
     assert find_sample(cfg.model.backbone.pretrained).resolve() == find_sample(TINY_CLIP_CHECKPOINT).resolve()
     for section in ("prompts", "vision", "fusion", "spatiotemporal", "head"):
