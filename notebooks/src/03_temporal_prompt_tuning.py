@@ -659,7 +659,7 @@ for name in models:
 # the order must reach its masks by some other path than a query-dependent capture; which one is
 # not measured here. Training also moved the capture off
 # the patches in block 0 (onto the temporal prompts themselves, about half of it) and block 2 (onto
-# the vision prompts), and onto them in block 1 (0.90 against 0.69 untrained).
+# the vision and temporal prompts), and onto them in block 1 (0.90 against 0.69 untrained).
 
 # %% [markdown]
 # ### 4c. Does the capture look at the referred object?
