@@ -75,8 +75,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     export_weights(chosen, out, half=True)
     state = load_checkpoint(out)
     sidecar = {
-        "what": f"tiny VLP-RVOS (rvoslib tiny preset) trained on synthetic shapes videos; {which}, "
-                "weights exported as float16",
+        "what": f"tiny VLP-RVOS (rvoslib tiny preset with the overrides in \"config\") trained on synthetic "
+                f"shapes videos; {which}, weights exported as float16",
         "commands": args.command,
         "step": state["step"],
         "config": state["config"],

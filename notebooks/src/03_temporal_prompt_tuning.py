@@ -657,9 +657,9 @@ for name in models:
 # between the query's frame and the key's ("look at the next frame"). Yet this model does tell
 # "moving left" from "moving right" better than a motion-blind reader (the header's numbers), so
 # the order must reach its masks by some other path than a query-dependent capture; which one is
-# not measured here. Training also moved the capture off
-# the patches in block 0 (onto the temporal prompts themselves, about half of it) and block 2 (onto
-# the vision and temporal prompts), and onto them in block 1 (0.90 against 0.69 untrained).
+# not measured here. Training also moved the capture off the patches in block 0 (onto the
+# temporal prompts themselves, about half of it) and block 2 (onto the vision and temporal
+# prompts), and onto them in block 1 (0.90 against 0.69 untrained).
 
 # %% [markdown]
 # ### 4c. Does the capture look at the referred object?
@@ -704,7 +704,8 @@ plt.show()
 # The untrained prompts already look at objects more than at background in every block (lift 1.3 to
 # 2.3 on objects, below 1 on background): an object patch simply stands out in CLIP's own keys.
 # Training did not sharpen that: the trained capture keeps a lift of about 1.7 in blocks 0, 2 and 3
-# and drops to about 0.7 (less than uniform) in block 1, where the vision prompts drop too. Neither model looks at the **referred** object more
+# and drops to about 0.7 (less than uniform) in block 1, where the vision prompts drop too.
+# Neither model looks at the **referred** object more
 # than at the others: the ratio
 # referent / distractors is near 1 (or below), and the referent wins in about half of the sentences.
 # That is expected, not a defect of the measurement: the prompts are the same for every sentence

@@ -342,10 +342,9 @@ print("padding of the batch (True = padded word):", text_tr["word_pad"].tolist()
 print(f"attention that sentence 1's patches give to its padded words: {v2w[1, :, n_words[1]:].abs().max().item()}")
 with torch.no_grad():
     s_proj = trained.fusion.sentence_proj(text_tr["sentence"])  # (B, d)
+    gate = torch.sigmoid(trained.fusion.gate(s_proj)) if trained.fusion.gate is not None else None  # (B, d)
 print(f"the trained model's sentence mode: fusion.sentence={trained_cfg.model.fusion.sentence!r}")
-if trained.fusion.gate is not None:
-    with torch.no_grad():
-        gate = torch.sigmoid(trained.fusion.gate(s_proj))  # (B, d)
+if gate is not None:
     print(f"trained sentence gate sigmoid(W s) for sentence 0: mean {gate[0].mean().item():.3f}, "
           f"range [{gate[0].min().item():.3f}, {gate[0].max().item():.3f}]; the two sentences' gates differ by up to "
           f"{(gate[0] - gate[1]).abs().max().item():.3f}")
@@ -479,7 +478,8 @@ plt.show()
 #
 # * **Untrained**, the word attentions are flat: the patch -> word maps (stage 1, stage 2's
 #   video -> word, stage 3) have lifts between 0.99 and 1.06 on every region (each patch spreads its
-#   attention nearly evenly over the words), stage 2's word -> video too, and the mask prefers nothing. The maps that
+#   attention nearly evenly over the words), stage 2's word -> video too, and the mask prefers
+#   nothing. The maps that
 #   involve no word (CLS, the capture, the vision prompts) already prefer objects before any
 #   training (lift 1.3 to 3.8): an object patch stands out in CLIP's own keys.
 # * The picture of one clip above is one draw: the table is over every sentence with a distractor.
@@ -541,7 +541,8 @@ plt.show()
 # * Stage 3 (spatio-temporal reasoning): the shallow feature reads the words again.
 # * Measured over 30 fresh clips: training turned flat word attention (lift about 1) into attention on
 #   *objects* (stage 1, block 0: lift about 3), but at no stage on the *referred* object more than
-#   on the others; the mask, however, picks the referent for most appearance and motion sentences. The attention maps show where the model looks for objects, not which it chose.
+#   on the others; the mask, however, picks the referent for most appearance and motion sentences.
+#   The attention maps show where the model looks for objects, not which it chose.
 #
 # ## Exercises
 #
