@@ -119,6 +119,9 @@ class SpatioTemporalConfig:
     # "none" (content only) | "absolute" (the sine code added to the values too) | "relative" (a learned
     # vector per (dt, dy, dx) offset inside a cube, rvoslib.relative_values; needs a cube block)
     value_position: str = "none"
+    # "relative" only: the std of the offset table's N(0, s^2) init; 0 (default) starts at zero, so a new model
+    # computes plain cube attention; > 0 gives motion a readable trace from step 0 (rvoslib.relative_values)
+    relative_init_std: float = 0.0
     dropout: float = 0.0  # dropout inside attention and FFN
     decoder: bool = True  # the parallel decoder where the shallow feature queries the words
     # the words that decoder reads: "fused" (stage-2's updated words E', (B, L, d)) | "text" (the text
@@ -326,7 +329,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "model.vision.stage1_heads": (1, True), "model.fusion.heads": (1, True),
     "model.spatiotemporal.layers": (0, True), "model.spatiotemporal.heads": (1, True),
     "model.spatiotemporal.cube_size": (1, True), "model.spatiotemporal.ffn_dim": (1, True),
-    "model.spatiotemporal.dropout": (0, True),
+    "model.spatiotemporal.dropout": (0, True), "model.spatiotemporal.relative_init_std": (0, True),
     "model.head.hidden": (1, True), "model.head.groups": (1, True), "model.head.output_stride": (1, True),
     "model.head.sim_dim": (1, True), "model.head.pixel_dim": (0, True),
     "loss.sim_temperature": (0, False),

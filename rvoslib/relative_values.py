@@ -14,7 +14,13 @@ head attends to the same object in the other frames, that is the object's motion
 
 The table holds one vector per head for every offset a cube can contain: ``dy, dx`` in
 ``[-(k-1), k-1]`` and ``dt`` in ``[-(max_frames-1), max_frames-1]`` (longer clips share the
-last entry). It starts at zero, so a new model computes what plain cube attention computes.
+last entry). By default it starts at zero, so a new model computes what plain cube attention
+computes. ``init_std > 0`` (``spatiotemporal.relative_init_std``) draws it from N(0, init_std^2)
+instead. Why one might: grounding a motion sentence needs two learned parts at once, this table
+(to carry which way the attended object went) and a readout that matches that direction with the
+sentence's words; while both are near zero neither gets much gradient from the other, a saddle
+that a random start at the values' own scale (about 0.58 for pre-norm tokens through a default
+``nn.Linear(d, d)``) may leave sooner.
 """
 
 from __future__ import annotations
@@ -32,13 +38,18 @@ class RelativeOffsetCode(nn.Module):
         heads: attention heads.
         cube_size: k.
         max_frames: offsets in time are clamped to +-(max_frames - 1).
+        init_std: std of the table's normal init (0: zeros).
     """
 
-    def __init__(self, dim: int, heads: int, cube_size: int, max_frames: int = 8):
+    def __init__(self, dim: int, heads: int, cube_size: int, max_frames: int = 8, init_std: float = 0.0):
         super().__init__()
+        if init_std < 0:
+            raise ValueError(f"spatiotemporal.relative_init_std must be >= 0, got {init_std}")
         self.heads, self.cube_size, self.max_frames = heads, cube_size, max_frames
         span_t, span_s = 2 * max_frames - 1, 2 * cube_size - 1
-        self.table = nn.Parameter(torch.zeros(span_t, span_s, span_s, dim))
+        self.table = nn.Parameter(torch.zeros(span_t, span_s, span_s, dim))  # (2M-1, 2k-1, 2k-1, d)
+        if init_std > 0:
+            nn.init.normal_(self.table, std=init_std)
 
     def forward(self, T: int) -> torch.Tensor:
         """Codes for a T-frame cube, tokens ordered (t kh kw): (heads, T*k*k, T*k*k, c)."""

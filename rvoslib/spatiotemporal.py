@@ -112,7 +112,7 @@ class SpatioTemporalLayer(nn.Module):
         self.shift = shift
         check_value_position(cfg)
         self.value_position = cfg.value_position
-        self.offsets = (RelativeOffsetCode(dim, cfg.heads, cfg.cube_size)
+        self.offsets = (RelativeOffsetCode(dim, cfg.heads, cfg.cube_size, init_std=cfg.relative_init_std)
                         if cfg.value_position == "relative" else None)
         self.norms = nn.ModuleDict({name: nn.LayerNorm(dim) for name in self.blocks})
         self.attns = nn.ModuleDict({name: MultiHeadAttention(dim, cfg.heads, cfg.dropout)

@@ -11,10 +11,10 @@ from rvoslib.spatiotemporal import SpatioTemporalEncoder
 D, HEADS, K = 32, 4, 4
 
 
-def make_encoder(mode, value_position, seed=0):
+def make_encoder(mode, value_position, seed=0, relative_init_std=0.0):
     torch.manual_seed(seed)
     cfg = SpatioTemporalConfig(layers=1, heads=HEADS, cube_size=K, attention=mode, ffn_dim=64,
-                               value_position=value_position)
+                               value_position=value_position, relative_init_std=relative_init_std)
     return SpatioTemporalEncoder(D, cfg).eval()
 
 
@@ -74,6 +74,20 @@ def test_relative_offsets_start_as_plain_cube_attention():
     plain, relative = make_encoder("cube-frame", "none"), make_encoder("cube-frame", "relative")
     x = torch.randn(2, 4, 6, 6, D)
     assert torch.allclose(run(plain, x), run(relative, x), atol=1e-5)
+
+
+def test_relative_init_std_draws_the_table_at_that_scale_and_leaves_plain_attention():
+    plain = make_encoder("cube-frame", "none")
+    enc = make_encoder("cube-frame", "relative", relative_init_std=0.5)
+    table = enc.layers[0].offsets.table  # 15 x 7 x 7 x 32 = 23520 draws
+    assert abs(table.std().item() - 0.5) < 0.02 and abs(table.mean().item()) < 0.02
+    x = torch.randn(2, 4, 6, 6, D)
+    assert not torch.allclose(run(plain, x), run(enc, x), atol=1e-3)
+
+
+def test_negative_relative_init_std_is_named():
+    with pytest.raises(ValueError, match="relative_init_std must be >= 0, got -0.1"):
+        make_encoder("cube-frame", "relative", relative_init_std=-0.1)
 
 
 def test_relative_offsets_get_gradients_and_change_the_output_once_trained():
