@@ -226,7 +226,7 @@ def test_frozen_clip_without_prompts_trains():
 # the model overrides of the shipped recipe (README, "Toy-scale training": $MODEL)
 SHIPPED_OVERRIDES = ["model.spatiotemporal.value_position=relative", "model.fusion.sentence=add",
                      "model.prompts.word_codes=4093", "model.prompts.word_code_spread=bag",
-                     "model.prompts.word_code_std=2.5"]
+                     "model.prompts.word_code_std=2.5", "model.spatiotemporal.relative_init_std=0.5"]
 
 
 def test_shipped_checkpoint_is_the_tiny_preset_with_trained_history():
