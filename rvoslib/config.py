@@ -120,7 +120,7 @@ class SpatioTemporalConfig:
     # vector per (dt, dy, dx) offset inside a cube, rvoslib.relative_values; needs a cube block)
     value_position: str = "none"
     # "relative" only: the std of the offset table's N(0, s^2) init; 0 (default) starts at zero, so a new model
-    # computes plain cube attention; > 0 gives motion a readable trace from step 0 (rvoslib.relative_values)
+    # computes plain cube attention; the shipped tiny model used 0.5 (rvoslib.relative_values says why)
     relative_init_std: float = 0.0
     dropout: float = 0.0  # dropout inside attention and FFN
     decoder: bool = True  # the parallel decoder where the shallow feature queries the words

@@ -76,7 +76,7 @@ def test_relative_offsets_start_as_plain_cube_attention():
     assert torch.allclose(run(plain, x), run(relative, x), atol=1e-5)
 
 
-def test_relative_init_std_draws_the_table_at_that_scale_and_leaves_plain_attention():
+def test_relative_init_std_draws_the_table_at_that_scale_and_departs_from_plain_attention():
     plain = make_encoder("cube-frame", "none")
     enc = make_encoder("cube-frame", "relative", relative_init_std=0.5)
     table = enc.layers[0].offsets.table  # 15 x 7 x 7 x 32 = 23520 draws
