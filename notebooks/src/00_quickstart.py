@@ -189,7 +189,7 @@ print(f"model J&F {np.mean(synthetic_jf):.3f}   baseline (a wrong object, perfec
 # %% [markdown]
 # Expect imperfect masks. This clip, the first with all three kinds of sentence, is one of the
 # hardest of the bundled set: over all 29 sentences of the 8 validation videos the model scores
-# J&F about 0.64 (notebook 08), and on 60 fresh videos its sidecar records the number printed
+# J&F about 0.68 (notebook 08), and on 60 fresh videos its sidecar records the number printed
 # below. The tiny model gets most appearance sentences right but often confuses look-alike objects,
 # which motion and relation sentences are made of; notebook 08 takes its failures apart.
 

@@ -54,12 +54,12 @@
 # checkpoint shipped; it runs on a CPU).
 #
 # **What you will find** (measured below, and stated before you run it so you can check): the
-# trained model is still weak (J&F about 0.61 on fresh synthetic clips), though it now grounds
+# trained model is still weak (J&F about 0.66 on fresh synthetic clips), though it now grounds
 # motion sentences well above what a motion-blind reader could (0.69 against 0.44 on clips where
 # motion is the only way to tell look-alikes apart). Its prompts did **not** specialise. Its four vision
 # prompts collapsed onto one vector (their maps are identical); its temporal prompts differ mostly
 # by their frame embedding. What training did do is give the capture a preference for one key frame
-# (frame 0 of each window) in blocks 0-2, the same preference whichever frame's prompt asks. The
+# (frame 2 of each window), strongest in block 0, nearly the same whichever frame's prompt asks. The
 # prompts' attention lands on the objects no more than an untrained model's does, and no more on the
 # referred object than on the others.
 #
@@ -581,9 +581,9 @@ plt.show()
 
 # %% [markdown]
 # Training did not make the prompts specialise: it **collapsed** them. The trained vision prompts
-# are one vector four times over (cosine 1 to four decimals, spread 0.004 of their length,
-# against about 0.4 untrained), and the temporal prompts differ by about 0.013 of their length, most
-# of it between frames (the frame embedding): the two prompts of one frame are about five times closer
+# are one vector four times over (cosine 1 to four decimals, spread 0.003 of their length,
+# against about 0.4 untrained), and the temporal prompts differ by about 0.012 of their length, most
+# of it between frames (the frame embedding): the two prompts of one frame are about three times closer
 # to each other than to another frame's. So "four vision prompts" act as one token repeated, and
 # each frame's two temporal prompts act as one. Nothing in the loss asks prompts to differ; with a weak signal
 # the cheapest solution was one shared token per kind (exercise 2 asks whether their *maps* still
@@ -650,16 +650,18 @@ for name in models:
 
 # %% [markdown]
 # The untrained capture spreads its attention evenly over the frames (0.25 each, whatever frame the
-# prompt belongs to). The trained one, in blocks 0-2, gives 0.30-0.45 of it to **frame 0** of the
-# window (against 0.15-0.28 for each other frame), and block 3 is back to nearly even. Every row
-# of a matrix is nearly the same: the prompt of frame 0 and the prompt of frame 3 look at the same
-# frame. So the learned time code acts as a preference for one *key* frame, not as a relation
+# prompt belongs to). The trained one, in block 0, gives 0.43-0.50 of it to **frame 2** of the
+# window (against 0.13-0.26 for each other frame); blocks 1 and 2 lean the same way, less (0.27-0.35
+# to frame 2), and block 3 is nearly even (0.21-0.28). The rows of a matrix differ by at most 0.06:
+# the prompt of frame 0 and the prompt of frame 3 look at about the same frame. So the learned
+# time code acts as a preference for one *key* frame, not as a relation
 # between the query's frame and the key's ("look at the next frame"). Yet this model does tell
 # "moving left" from "moving right" better than a motion-blind reader (the header's numbers), so
 # the order must reach its masks by some other path than a query-dependent capture; which one is
-# not measured here. Training also moved the capture off the patches in block 0 (0.51 against 0.77
-# untrained; onto the history tokens and the temporal prompts themselves) and block 2 (0.44, mostly
-# onto the temporal prompts), and onto them in blocks 1 and 3 (0.87 and 0.85 against 0.69 and 0.71).
+# not measured here. Training also moved the capture off the patches in block 0 (0.41 against 0.77
+# untrained; onto the vision and temporal prompts and the history tokens) and block 2 (0.39 against
+# 0.68, onto the vision and temporal prompts), and onto them in blocks 1 and 3 (0.82 and 0.75
+# against 0.69 and 0.71).
 
 # %% [markdown]
 # ### 4c. Does the capture look at the referred object?
@@ -773,10 +775,10 @@ for name in models:
 
 # %% [markdown]
 # **Static view 3.** The same prompt asked from frame 3 instead of frame 0 (trained, block 0): the
-# frame slider of the widget. Its share of each frame barely changes (printed below), because the
-# trained capture's frame preference does not depend on the prompt's own frame (section 4b). Within
-# the frames the maps differ more: the total-variation distance between the two selections' maps is
-# about 0.2, so about a fifth of the attention lands on other patches.
+# frame slider of the widget. Its share of each frame changes little (at most 0.05, printed below),
+# because the trained capture's frame preference hardly depends on the prompt's own frame (section
+# 4b). Within the frames the maps differ more: the total-variation distance between the two
+# selections' maps is about 0.15, so about a seventh of the attention lands on other patches.
 
 # %%
 from_first = inspectors["trained"].select("temporal prompt", 0, 0, 0)
@@ -797,9 +799,9 @@ inspectors["trained"].figure(from_last)
 #   queries and keys; our by-hand block equals the library's, the code makes it order-aware, and
 #   perturbing frame 0 reaches frame $T-1$'s patches one block later (not at all without temporal
 #   prompts).
-# * In the shipped trained model the prompts collapsed (spread 0.004 vision, ~0.013 temporal,
-#   vs 0.25-0.4 untrained), the capture learned a preference for frame 0 of each window in blocks 0-2
-#   (0.30-0.45 of its attention instead of 0.25), the same for every query frame, and its attention
+# * In the shipped trained model the prompts collapsed (spread 0.003 vision, ~0.012 temporal,
+#   vs 0.25-0.4 untrained), the capture learned a preference for frame 2 of each window, strongest in
+#   block 0 (0.43-0.50 of its attention instead of 0.25), nearly the same for every query frame, and its attention
 #   prefers objects to background (no more than untrained) but not the referred object to the
 #   others: the encoder's prompts carry no sentence-specific or clearly motion-specific signal,
 #   although the model as a whole grounds motion sentences above the motion-blind reference.
@@ -816,7 +818,7 @@ inspectors["trained"].figure(from_last)
 #    and say whether the frame embedding alone separates them.
 # 3. **Change one thing.** Zero the trained time code (`trained.vision.time_code`'s two tables,
 #    under `torch.no_grad()`, on a copy: `copy.deepcopy(trained)`) and recompute the frame shares
-#    of section 4b for a few clips: does the preference for frame 0 disappear? Then build the
+#    of section 4b for a few clips: does the preference for frame 2 disappear? Then build the
 #    untrained twin with `vision.capture_time_code="none"` in its config and check that reversing
 #    frames 1..T-1 (section 2) no longer moves frame 0.
 # 4. **Measure.** Repeat section 4c for the motion sentences only (`expression["kind"] == "motion"`):
@@ -863,15 +865,15 @@ torch.testing.assert_close(probes.frame_share(rec["temporal"][layer], pc.num_tem
 # the trained model, as section 4 teaches it: collapsed prompts (identical vision maps) ...
 assert prompt_stats["trained"]["vision spread"] < 0.01 < 0.1 < prompt_stats["untrained"]["vision spread"]
 assert prompt_stats["trained"]["temporal spread"] < 0.02 < 0.1 < prompt_stats["untrained"]["temporal spread"]
-assert prompt_stats["trained"]["within frame"] < 0.25 * prompt_stats["trained"]["between frames"]
+assert prompt_stats["trained"]["within frame"] < 0.5 * prompt_stats["trained"]["between frames"]
 assert max(v.distance for v in views) < 1e-3
 assert inspectors["untrained"].select("vision prompt", 0, 0, 0).distance > 0.01
-# ... a capture that prefers frame 0 in block 0 (untrained: even), the same from every query frame ...
-assert frame_shares["trained"][0][:, 0].min() > 0.3 and frame_shares["trained"][0].argmax(-1).tolist() == [0] * T_tr
-assert frame_shares["trained"][:3, :, 0].min() > 0.29 and (frame_shares["trained"][3] - 1 / T_tr).abs().max() < 0.02
+# ... a capture that prefers frame 2 in block 0 (untrained: even), about the same from every query frame ...
+assert frame_shares["trained"][0][:, 2].min() > 0.4 and frame_shares["trained"][0].argmax(-1).tolist() == [2] * T_tr
+assert frame_shares["trained"][1:3, :, 2].min() > 0.27 and (frame_shares["trained"][3] - 1 / T_tr).abs().max() < 0.05
 assert (frame_shares["untrained"] - 1 / T_tr).abs().max() < 0.02
-assert (frame_shares["trained"] - frame_shares["trained"][:, :1]).abs().max() < 0.06
-assert (from_first.frame_share - from_last.frame_share).abs().max() < 0.03 and 0.1 < frame_slider_change < 0.3
+assert (frame_shares["trained"] - frame_shares["trained"][:, :1]).abs().max() < 0.07
+assert (from_first.frame_share - from_last.frame_share).abs().max() < 0.06 and 0.1 < frame_slider_change < 0.3
 # ... and attention on objects but no preference for the referred one
 assert tables["trained"]["capture, block 0"]["dis"] > 1.2 and tables["trained"]["capture, block 0"]["bg"] < 1
 for stage in stages:

@@ -380,11 +380,12 @@ fig
 # * $\mathcal{J}\&\mathcal{F}$ is the mean of region IoU and boundary accuracy, per frame, then per object, then
 #   over objects; `evaluate_model` is `predict_records` + `score_prediction` + `summarize_scores`, and
 #   we rebuilt it from those parts (and one object's J from its masks).
-# * The shipped tiny model scores about 0.64 on the 8 bundled validation videos: far above a wrong
+# * The shipped tiny model scores about 0.68 on the 8 bundled validation videos: far above a wrong
 #   object (about 0.01) and clearly above a sentence-blind segmenter that marks every object (about
 #   0.40), so it does read the sentence.
 # * Most of its failures are grounding errors (the wrong object, segmented well), for every kind;
-#   relation and motion sentences are the hardest (J&F about 0.48 and 0.55, appearance 0.70).
+#   motion sentences are the hardest here (J&F about 0.52 over only 4 objects; relation 0.63,
+#   appearance 0.73).
 # * On real DAVIS clips the tiny model scores near zero, as it must: it has only seen coloured shapes.
 #
 # ## Exercises

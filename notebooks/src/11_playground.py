@@ -33,7 +33,7 @@
 #
 # The model only ever saw the synthetic sentences' words (colours, shapes, sizes, motions,
 # relations), so a sentence with any other word, or an empty box, gets a plain message instead of
-# a mask. It is a **weak** model: J&F about 0.61 on fresh clips, good on sentences that name a
+# a mask. It is a **weak** model: J&F about 0.66 on fresh clips, good on sentences that name a
 # unique colour or shape, and clearly better than a guess, though still often wrong, on sentences
 # that need motion to tell look-alike twins apart (hard-split motion J&F 0.69, where a motion-blind
 # reader scores 0.44; the README's "Toy-scale training"). Try to break it.
