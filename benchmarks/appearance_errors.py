@@ -136,7 +136,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("rvoslib").setLevel(logging.WARNING)  # one line per video otherwise
     pairs = []
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
@@ -151,9 +150,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     videos = generate_videos(args.videos, seed=args.seed, split="valid")
     results = {"seed": args.seed, "videos": args.videos, "base_rates": base_rates(videos), "models": {}}
-    for name, path in pairs:
-        log.info("scoring %s (%s)", name, path)
-        results["models"][name] = score_model(path, videos)
+    library = logging.getLogger("rvoslib")
+    level = library.level
+    library.setLevel(logging.WARNING)  # segment_video logs one line per video otherwise
+    try:
+        for name, path in pairs:
+            log.info("scoring %s (%s)", name, path)
+            results["models"][name] = score_model(path, videos)
+    finally:
+        library.setLevel(level)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

@@ -73,3 +73,23 @@ def test_bad_checkpoint_argument_names_it(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ae.main(["--checkpoint", f"x={tmp_path / 'missing.pt'}", "--seed", "1"])
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_main_scores_the_shipped_model_and_leaves_logging_as_it_was(tmp_path):
+    import json
+    import logging
+    from pathlib import Path
+
+    from rvoslib.data.synthetic import generate_videos as make
+
+    shipped = Path(__file__).resolve().parents[1] / "data_samples/tiny_rvos/rvos-tiny-synthetic.pt"
+    library = logging.getLogger("rvoslib")
+    before = library.level
+    out = tmp_path / "ae.json"
+    assert ae.main(["--checkpoint", f"shipped={shipped}", "--seed", "5", "--videos", "3", "--out", str(out),
+                    "--threads", "1"]) == 0
+    assert library.level == before
+    results = json.loads(out.read_text())
+    n = sum(e["kind"] == "appearance" for v in make(3, seed=5, split="valid") for e in v.expressions)
+    assert results["models"]["shipped"]["sentences"] == n > 0
+    assert "| shipped |" in out.with_suffix(".md").read_text()
