@@ -654,8 +654,8 @@ for name in models:
 # window (against 0.13-0.26 for each other frame); blocks 1 and 2 lean the same way, less (0.27-0.35
 # to frame 2), and block 3 is nearly even (0.21-0.28). The rows of a matrix differ by at most 0.06:
 # the prompt of frame 0 and the prompt of frame 3 look at about the same frame. So the learned
-# time code acts as a preference for one *key* frame, not as a relation
-# between the query's frame and the key's ("look at the next frame"). Yet this model does tell
+# time code acts as a preference for one *key* frame, not as a relation between the query's frame
+# and the key's ("look at the next frame"). Yet this model does tell
 # "moving left" from "moving right" better than a motion-blind reader (the header's numbers), so
 # the order must reach its masks by some other path than a query-dependent capture; which one is
 # not measured here. Training also moved the capture off the patches in block 0 (0.41 against 0.77
@@ -706,7 +706,7 @@ plt.show()
 # The untrained prompts already look at objects more than at background in every block (lift 1.3 to
 # 2.3 on objects, below 1 on background): an object patch simply stands out in CLIP's own keys.
 # Training did not sharpen that: the trained capture keeps a lift of 1.7-2.7 in blocks 0, 2 and 3
-# and drops to about 1 (uniform) in block 1, where the vision prompts drop below uniform (0.64).
+# and drops to about 1 (uniform) in block 1, where the vision prompts drop below uniform (0.84).
 # Neither model looks at the **referred** object more
 # than at the others: the ratio
 # referent / distractors is near 1 (or below), and the referent wins in about half of the sentences.
@@ -800,9 +800,9 @@ inspectors["trained"].figure(from_last)
 #   perturbing frame 0 reaches frame $T-1$'s patches one block later (not at all without temporal
 #   prompts).
 # * In the shipped trained model the prompts collapsed (spread 0.003 vision, ~0.012 temporal,
-#   vs 0.25-0.4 untrained), the capture learned a preference for frame 2 of each window, strongest in
-#   block 0 (0.43-0.50 of its attention instead of 0.25), nearly the same for every query frame, and its attention
-#   prefers objects to background (no more than untrained) but not the referred object to the
+#   vs 0.25-0.4 untrained), the capture learned a preference for frame 2 of each window, strongest
+#   in block 0 (0.43-0.50 of its attention instead of 0.25), nearly the same for every query frame,
+#   and its attention prefers objects to background (no more than untrained) but not the referred object to the
 #   others: the encoder's prompts carry no sentence-specific or clearly motion-specific signal,
 #   although the model as a whole grounds motion sentences above the motion-blind reference.
 #
