@@ -490,7 +490,7 @@ plt.show()
 # * But no attention map learned *which* object: the lift on the referent is about the lift on the
 #   distractors, the ratio stays near 1 (at most 1.27, in stage 2's word -> video, where the referent
 #   wins in 61% of the sentences), and the referent wins in about half of the sentences elsewhere.
-# * The **mask** does pick the referent, with a far larger lift than the distractors: in about five
+# * The **mask** does pick the referent, with a far larger lift than the distractors: in about four
 #   of five appearance sentences and as many motion sentences (80% and 81%), whose distractor is a
 #   twin that differs only in how it moves, and in all 12 relation sentences (few).
 #
