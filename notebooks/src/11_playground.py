@@ -35,10 +35,10 @@
 # relations), so a sentence with any other word, or an empty box, gets a plain message instead of
 # a mask. It is a **weak** model: J&F about 0.66 on fresh clips, good on sentences that name a
 # unique colour or size but poor at shape (when it picks the wrong object for an appearance
-# sentence, that object always has another shape), and clearly better than a guess, though still
-# often wrong, on sentences that need motion to tell look-alike twins apart (hard-split motion J&F
-# 0.69, where a motion-blind reader scores 0.44; the README's "Toy-scale training"). Try to break
-# it: "the circle" next to a square of the same colour is a good start.
+# sentence, that object had another shape in every case counted), and clearly better than a
+# guess, though still often wrong, on sentences that need motion to tell look-alike twins apart
+# (hard-split motion J&F 0.69, where a motion-blind reader scores 0.44; the README's "Toy-scale
+# training"). Try to break it: "the circle" next to a square of the same colour is a good start.
 #
 # Under the widget, `rvoslib.playground.Playground` does the work: `update(sentence, attention)`
 # runs the model window by window over the clip (the windows and history of online inference,
