@@ -44,7 +44,7 @@ def score_appearance(video, masks: np.ndarray, indices: Sequence[int]) -> list[d
     ``indices``. Row: ``right`` (the mask overlaps the referent more than any other object),
     ``j`` (IoU with the referent over the kept frames), ``differs`` (the attributes in which the
     picked object differs from the referent; None when right, "empty" when the mask is on no
-    object) and ``size`` (the referent's size).
+    object).
     """
     ids = video.id_maps[list(indices)]  # (T', H, W) object ids of the kept frames
     objects = {o.obj_id: o for o in video.objects}
@@ -60,7 +60,7 @@ def score_appearance(video, masks: np.ndarray, indices: Sequence[int]) -> list[d
         right = overlap[picked] > 0 and picked == referent.obj_id
         differs = None if right else ("empty",) if overlap[picked] == 0 else differing(referent, objects[picked])
         rows.append({"right": right, "j": float((mask & truth).sum()) / union if union else 1.0,
-                     "differs": differs, "size": referent.size})
+                     "differs": differs})
     return rows
 
 

@@ -49,10 +49,10 @@ def test_a_wrong_pick_names_the_attributes_that_differ(video):
 
 
 def test_summary_counts_wrong_picks_that_share_an_attribute():
-    rows = [{"right": True, "j": 0.8, "differs": None, "size": "small"},
-            {"right": False, "j": 0.0, "differs": ("shape",), "size": "small"},
-            {"right": False, "j": 0.0, "differs": ("colour", "shape"), "size": "large"},
-            {"right": False, "j": 0.0, "differs": ("empty",), "size": "large"}]
+    rows = [{"right": True, "j": 0.8, "differs": None},
+            {"right": False, "j": 0.0, "differs": ("shape",)},
+            {"right": False, "j": 0.0, "differs": ("colour", "shape")},
+            {"right": False, "j": 0.0, "differs": ("empty",)}]
     s = ae.summarize(rows)
     assert (s["sentences"], s["right"], s["j_when_right"]) == (4, 1, 0.8)
     assert s["wrong_by_differing"] == {"shape": 1, "colour+shape": 1, "empty": 1}
