@@ -174,16 +174,19 @@ def test_scenes_sidecar_describes_the_checkpoint_and_beats_random_init():
     assert info["command"] == pretrain.reproduce_command("data_samples/tiny_clip/rvos-tiny-scenes.pt",
                                                          **pretrain.DEFAULTS)  # the defaults make it
     held, base = info["held_out"], info["random_init"]
-    assert held["retrieval"]["image_to_text"] > 10 * held["retrieval"]["chance"]  # measured 52 % vs 2.4 %
+    assert held["retrieval"]["image_to_text"] > 10 * held["retrieval"]["chance"]  # measured 66.8 % vs 2.4 %
     assert base["retrieval"]["image_to_text"] < 3 * base["retrieval"]["chance"]
-    for result in (held, base):  # binding is measured, and (README) not learned: both near 50 %
+    for result in (held, base):
         assert result["binding"]["chance"] == 0.5
         assert min(result["binding"][k]["num_queries"] for k in ("attribute", "relation")) > 400
-        assert all(abs(result["binding"][k]["accuracy"] - 0.5) < 0.1 for k in ("attribute", "relation"))
-        # no pointing either (README, notebook 02): the top patch is on the object less often than chance
+        assert abs(result["binding"]["relation"]["accuracy"] - 0.5) < 0.1  # relations not bound (README: 52.4 %)
+        # no pointing (README, notebook 02): the top patch is on the object less often than chance
         assert result["pointing"]["chance"] > 0.2 and result["pointing"]["hit_rate"] < result["pointing"]["chance"]
-    assert held["patch_probe"]["per_block"][-1]["colour"] > 0.95  # colour in the patch tokens; shape (below) not
-    assert abs(held["patch_probe"]["per_block"][-1]["shape"] - base["patch_probe"]["per_block"][-1]["shape"]) < 0.05
+    # attributes are bound after pretraining (README: 67.4 % over 516 scenes), not at random init
+    assert held["binding"]["attribute"]["accuracy"] > 0.6 > base["binding"]["attribute"]["accuracy"] > 0.4
+    # colour is in the patch tokens either way; shape only after pretraining (README: 47.9 % vs 31.8 %, chance 25 %)
+    assert held["patch_probe"]["per_block"][-1]["colour"] > 0.95
+    assert held["patch_probe"]["per_block"][-1]["shape"] > base["patch_probe"]["per_block"][-1]["shape"] + 0.1
 
 
 def test_open_clip_loads_the_shipped_checkpoint_by_path(scenes_clip):
@@ -200,8 +203,12 @@ def test_open_clip_loads_the_shipped_checkpoint_by_path(scenes_clip):
 def test_scenes_checkpoint_on_fresh_held_out_scenes(scenes_clip):
     from rvoslib.pretrain_eval import binding_accuracy, binding_queries, clip_scorer, scene_retrieval
 
-    images, scenes = pretrain.held_out_scenes(150, HELD_OUT_SEED)
+    # 500 scenes (about 260 binding queries each): on 150 the attribute accuracy still wanders by +-0.1
+    images, scenes = pretrain.held_out_scenes(500, HELD_OUT_SEED)
     retrieval = scene_retrieval(scenes_clip, images, scenes, seed=HELD_OUT_SEED)
     assert retrieval["image_to_text"] > 10 * retrieval["chance"]
     binding = binding_accuracy(clip_scorer(scenes_clip, images), binding_queries(scenes, HELD_OUT_SEED))
-    assert 0.3 < binding["attribute"]["accuracy"] < 0.7  # no binding learned (sidecar: 48.6 % on 1000 scenes)
+    assert binding["attribute"]["num_queries"] > 200 and binding["relation"]["num_queries"] > 200
+    # attributes bound, relations not (sidecar, 1000 scenes: 67.4 % and 52.4 %; measured here 62 % and 49 %)
+    assert binding["attribute"]["accuracy"] > 0.57
+    assert abs(binding["relation"]["accuracy"] - 0.5) < 0.1

@@ -37,11 +37,12 @@
 #    blue square"). We run 100 steps of it live and compare with the shipped run's full record;
 # 3. goes from the pooled image embedding to the **patch tokens** that a segmentation model reads:
 #    text-to-patch similarity maps over video frames, on a synthetic clip and a real DAVIS clip;
-# 4. takes stock, with numbers, of what the pretraining gave: the model knows **which colours**
-#    (and, less well, which sizes) are in a scene, but not which shapes, not **which attribute belongs
-#    to which object**, and its patch tokens do **not** point at the named object better than chance.
-#    Contrastive training on whole scenes learns *what* is present, not *where*. Finding the referred
-#    object is what the RVOS model's own modules learn (notebooks 03-05).
+# 4. takes stock, with numbers, of what the pretraining gave: the model knows **which colours** are
+#    in a scene (and, less well, which sizes and shapes), binds an attribute to its object somewhat
+#    better than a coin flip but a relation not at all, and its patch tokens do **not** point at the
+#    named object better than chance. Contrastive training on whole scenes learns *what* is present,
+#    far more than *where*. Finding the referred object is what the RVOS model's own modules learn
+#    (notebooks 03-05).
 #
 # **Needs:** CPU; the shipped tiny pretrained CLIP (version 2) `data_samples/tiny_clip/rvos-tiny-scenes.pt`
 # (`rvoslib.runtime.TINY_CLIP_CHECKPOINT`, open_clip config `rvos-tiny2`) and its JSON sidecar (the
@@ -182,8 +183,8 @@ for name, r in [*retrieval.items(), ("pretrained (sidecar)", held["retrieval"]),
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
-# About half the time the right caption out of a block (chance 2.4 %: one over the scenes kept in a
-# block, at most 50), in both directions; at random initialisation, chance level. (Scenes for which no caption false of the 49 others was
+# About two times in three the right caption out of a block (chance 2.4 %: one over the scenes kept
+# in a block, at most 50), in both directions; at random initialisation, chance level. (Scenes for which no caption false of the 49 others was
 # found, mostly scenes of look-alike twins only, are left out.) So the pretraining did align the two
 # towers at the level of whole scenes. Section 4 asks *what* in a scene they agree on.
 #
@@ -211,7 +212,7 @@ display(Markdown("\n".join(rows)))
 #   so a random guess costs $\ln B$ (4.16 for $B = 64$);
 # * AdamW with warm-up and cosine decay.
 #
-# The shipped checkpoint is 1800 such steps (about 6.5 minutes on one CPU thread); its sidecar JSON
+# The shipped checkpoint is 7200 such steps (about 14 minutes on 2 CPU cores); its sidecar JSON
 # records the exact command, the loss curve and the held-out measurements. Here is a training batch
 # of 8 scenes drawn the same way (the real ones hold 64), and then 100 steps of the same recipe live (same seed, learning rate and batch
 # size; a pool of 4 000 training scenes instead of 20 000 and a shorter schedule):
@@ -257,7 +258,7 @@ fig
 
 # %% [markdown]
 # The loss leaves $\ln B$ within a few dozen steps; the shipped run goes on falling slowly for
-# 1800 steps. Retrieval on the same 500 held-out scenes, for the finished model, the live run and the
+# 7200 steps. Retrieval on the same 500 held-out scenes, for the finished model, the live run and the
 # network before training:
 
 # %%
@@ -388,21 +389,25 @@ display(Markdown("mean cosine on each object and on the background, t = 0 (patch
 # Read the maps together with the table (each panel has its own colour scale; the table's numbers
 # compare across panels). For the pretrained CLIP:
 #
-# * the two yellow captions give the **same** value on the large yellow square and on the small
-#   yellow diamond: the map tells neither a square from a diamond nor large from small. "a small
-#   yellow diamond" rates the two yellow objects above the green one (the colour word), "a large
-#   yellow square" rates all three objects alike, and its most similar patch lies on another object;
+# * in all six panels the single most similar patch lies on **another object** than the one named;
+# * "a large yellow square" is most similar, on average, to the small **green** square, then to the
+#   large yellow square; "a small yellow diamond" rates all three objects within 0.05 of each other,
+#   the green one highest;
 # * for "a small green square" the most similar region is the **background**; the green square
 #   comes above the yellow objects, but below the background.
+#
+# So the pooled embedding knows the scene's colours (section 4), but the patch maps do not put the
+# colour word on the patches of that colour.
 #
 # The random network's maps are structured too (any ViT's patch tokens differ between object and
 # background), but they are nearly the same whatever the caption: random text and image towers share
 # no meaning.
 #
 # The same on a real clip. In fast mode this is the tiny CLIP, which has never seen anything but
-# coloured shapes on grey: its map for "a black feathered swan" misses the swan (the titles say where
-# the most similar patch lies), as it must. In full mode, real CLIP ViT-B/16 is used, whose raw patch
-# maps are known to be noisy as well (see section 4).
+# coloured shapes on grey and knows no swans (nor the word "black": its colours are red, green,
+# blue, yellow, purple and white). The titles say where its most similar patch lies, and the printed
+# line what share of the patches touch the swan, the chance that a random patch lands on it. In full
+# mode, real CLIP ViT-B/16 is used, whose raw patch maps are known to be noisy as well (see section 4).
 
 # %%
 davis = read_ref_davis17(DATA / "davis", videos=["blackswan"])[0]
@@ -414,6 +419,10 @@ S_patch = patch_cfg.image_size
 swan_maps = text_patch_maps(patch_clip, tokenizer, square(swan_frames, S_patch), swan_sentence)  # (3, h, w)
 swan_square = square(swan_masks.astype(np.uint8) * 255, S_patch, Image.NEAREST) > 127  # masks at the input size
 swan_top = [top_patch_on(m, s, np.zeros_like(s)) for m, s in zip(swan_maps, swan_square)]
+# share of patches that touch the swan: the chance that a random patch counts as "on it" in the titles
+swan_share = float(np.mean([patch_coverage(s[None], m.shape[0])[0] > 0 for s, m in zip(swan_square, swan_maps)]))
+print(f"the swan touches {swan_share:.0%} of the patches; the top patch is on it in "
+      f"{swan_top.count('on it')} of {len(swan_t)} frames")
 swan_outlined = viz.overlay_masks(swan_frames, swan_masks, colors=[(255, 255, 255)], alpha=0.0, boundary_width=3)
 fig = viz.attention_grid(swan_maps, swan_outlined,
                          titles=[f"{patch_name}, t={t}: {swan_sentence!r}\ntop patch: {w}" for t, w in zip(swan_t, swan_top)],
@@ -423,6 +432,13 @@ fig
 
 
 # %% [markdown]
+# In fast mode the tiny CLIP's top patch lands on the swan in all three frames; the swan touches
+# about a quarter of the patches (the printed line). Do not read recognition into it: the three
+# frames are nearly the same picture, so this is one draw at about one in four, not three; a dark bird on bright
+# water is the strongest contrast in the frame, which the map may follow whatever the words (not
+# tested here); and on a thousand synthetic queries (section 4) the top patch lands on the named
+# object *less* often than chance.
+#
 # ## 4. What the tiny CLIP knows, and what it does not
 #
 # Retrieval says the towers agree on *something* about each scene. Four measurements on the same 500
@@ -471,15 +487,15 @@ print("pretrained, per value:", {a: {v: round(x, 2) for v, x in p.items()} for a
 
 # %% [markdown]
 # The pooled image embedding knows **which colours** a scene contains, perfectly (ROC AUC 1.00 for
-# each of the six colours), knows **sizes** partly ("large" better than "small"), and knows **nothing
-# about shapes**: "a scene with a circle" does not rank the scenes that contain a circle above the
-# others (AUC at or a little below 0.5; below, because a caption naming one object fits scenes with
-# fewer objects a little better, and those contain any given shape less often). The live run shows
-# the order of learning: after 100 steps the colours are already there, the sizes not yet. The random
-# network knows none of them.
+# each of the six colours), and knows **sizes and shapes only partly** (mean AUC about 0.7 for both;
+# among the shapes the triangle stands out, the circle, square and diamond stay near 0.6). The live
+# run shows the order of learning: after 100 steps the colours are already there, sizes and shapes
+# not yet (about 0.5). The random network knows none of them. (The 1800-step version of this CLIP,
+# shipped before, knew no shapes at all, AUC at 0.5: shapes came with the longer pretraining;
+# `data_samples/tiny_clip/README.md`.)
 #
-# That is what retrieval mostly runs on: with shapes unknown and no binding (below), a caption among
-# 50 can only be picked by the colours and sizes (and the number of objects) it names.
+# That is what retrieval mostly runs on: colours first, then sizes and shapes, and (below) a little
+# binding; a caption among 50 is picked mostly by the colours it names.
 # Look back at the matrix of section 1: its bright off-diagonal cells pair an image with a caption
 # whose colour words fit it too (image 1, all purple, and caption 11, "a scene with a large purple
 # triangle").
@@ -511,15 +527,18 @@ print("text tower, cosine of", repr(pairs[0]), "and", repr(pairs[1]), f"= {text_
 print(f"image tower, mean cosine over {len(copies)} scenes: " + ", ".join(f"{k} {v:.3f}" for k, v in image_cos.items()))
 
 # %% [markdown]
-# **No binding.** A scene prefers its own caption to the swapped one half the time: a coin flip, for
-# attributes and for relations alike, here and on the sidecar's 1000 scenes, although every training
-# batch held copies with swapped attributes as hard negatives. The embeddings show why: the text
-# tower maps "a red circle and a blue square" and "a blue circle and a red square" to nearly the same
-# vector (cosine about 0.99), and the two orders of a relation too; the image tower does the same for
-# a scene and its copy with two objects' colour, shape or size exchanged (about 0.996, against about
-# 0.3 for two different scenes). Both towers compute something close to a **bag of attributes**:
-# which colours are there, not which goes with which. (Real CLIPs show the same weakness on such
-# tests, to a lesser degree: Winoground, Thrush et al. 2022; "bags-of-words", Yuksekgonul et al. 2023.)
+# **Some attribute binding, no relation binding.** A scene prefers its own caption to the one with
+# two attributes swapped about 63 % of the time here (67 % on the sidecar's 1000 scenes): better than
+# the coin flip of random weights, far from always. For relations it is a coin flip. The
+# embeddings show why it is weak: the text tower maps "a red circle and a blue square" and "a blue
+# circle and a red square" to nearly the same vector (cosine 0.98), and the two orders of a relation
+# to the same one (1.000); the image tower puts a scene and its copy with two objects' colour, shape
+# or size exchanged at cosine about 0.97, against about 0.34 for two different scenes. Both towers
+# compute something close to a **bag of attributes**, with a little binding on top: which colours
+# are there, and only weakly which goes with which. Every training batch held such swapped copies as
+# hard negatives; the 1800-step version, shipped before, did not bind at all (48.6 %). (Real CLIPs
+# show the same weakness on such tests, to a lesser degree: Winoground, Thrush et al. 2022;
+# "bags-of-words", Yuksekgonul et al. 2023.)
 
 # %%
 pointing = {name: scene_pointing(model, eval_images, eval_scenes)
@@ -557,16 +576,20 @@ fig
 #   to agree with the text place by place. Real CLIPs show the same: raw patch maps of OpenAI CLIP
 #   are noisy or even highlight the opposite regions, which MaskCLIP (Zhou et al. 2022), CLIP Surgery
 #   (Li et al. 2023) and similar work patch around.
-# * **Part of the information is there.** Linear probes read the colour of the object under a patch
+# * **Much of the information is there.** Linear probes read the colour of the object under a patch
 #   perfectly (almost as well from the random network: colour is in the raw pixels), its size a
-#   little better than from random features, and its shape **no better than random features** (about
-#   a third of the time, chance 25 %): inside a shape a patch is one flat colour, and the trained
-#   network does not bring the outline around it into its tokens.
+#   little better than from random features, and its shape about half the time against a third for
+#   random features (chance 25 %): inside a shape a patch is one flat colour, so the trained network
+#   must bring the outline around it into the token, and it partly does. (The 1800-step version
+#   did not: 31 %, like random features. The RVOS model reads these tokens, and telling a circle
+#   from a square is what its appearance sentences need most; repository README, "Why appearance is
+#   stuck: shape".)
 #
-# So, honestly: contrastive pretraining on whole scenes, at this scale, learned **which attributes
-# are present, not where they are, nor which belongs to which object**. Telling scenes apart by the
-# colours they contain is the cheapest way to lower the loss, and that is what it learned; the hard
-# negatives that only binding separates stayed unsolved.
+# So, honestly: contrastive pretraining on whole scenes, at this scale, learned mostly **which
+# attributes are present**, a little of **which belongs to which object**, and nothing usable of
+# **where** they are. Telling scenes apart by the colours they contain is the cheapest way to lower
+# the loss, and that is learned first (100 steps); shapes and some binding come only with thousands
+# of steps; the relation hard negatives stayed unsolved.
 #
 # This is the situation VLP-RVOS is designed for. It keeps CLIP frozen, taps the patch tokens of
 # several blocks (where colour and size are readable), and **learns the grounding itself**: stage-1
@@ -578,11 +601,11 @@ fig
 #
 # | | pretrained tiny CLIP (v2) | random init |
 # |---|---|---|
-# | scene retrieval, 1 of 50 | about half | chance (2 %) |
-# | which colours / sizes / shapes are present | colours perfectly, sizes partly, shapes not | none |
-# | attribute and relation binding | chance (50 %) | chance |
-# | pointing with the patch tokens | at or below chance | at or below chance |
-# | colour / size / shape under a patch (probes) | yes / mostly / no | yes / mostly / no |
+# | scene retrieval, 1 of 50 | about two in three | chance (2 %) |
+# | which colours / sizes / shapes are present | colours perfectly, sizes and shapes partly | none |
+# | attribute / relation binding | 63-67 % / chance (50 %) | chance / chance |
+# | pointing with the patch tokens | below chance | below chance |
+# | colour / size / shape under a patch (probes) | yes / mostly / about half | yes / mostly / a third |
 #
 # ## Exercises
 #
@@ -592,7 +615,7 @@ fig
 #    `pretrain.encode_captions(tiny_clip, ["a red circle above a blue square", "a red circle below a blue square"])`
 #    and compare it with two captions that differ by a colour word.
 # 3. Change the presence template for shapes from "a scene with a {}" to "a {} shape" or "the {}"
-#    in `presence_auc`: does any wording make shapes appear?
+#    in `presence_auc`: which wording makes shapes clearest? Does the triangle stay the easiest?
 # 4. Draw the maps of section 3 for a colour word alone:
 #    `text_patch_maps(tiny_clip, tiny_tokenizer, square(syn_frames, S_tiny), "green")` (and "yellow").
 #    Are they better colour detectors than the maps of the full captions?
@@ -601,42 +624,50 @@ fig
 
 # %%
 pre, rnd = retrieval["pretrained"], retrieval["random init"]
-# retrieval: the pretrained towers are aligned on whole scenes (measured ~54 % vs ~2.4 % chance), random init is not
-assert pre["image_to_text"] > 0.35 and pre["text_to_image"] > 0.35 and pre["image_to_text"] > 10 * pre["chance"], pre
+# retrieval: the pretrained towers are aligned on whole scenes (measured ~66 % vs ~2.4 % chance), random init is not
+assert pre["image_to_text"] > 0.5 and pre["text_to_image"] > 0.5 and pre["image_to_text"] > 10 * pre["chance"], pre
 assert rnd["image_to_text"] < 3 * rnd["chance"] and rnd["text_to_image"] < 3 * rnd["chance"], rnd
-assert held["retrieval"]["image_to_text"] > 0.4 and base["retrieval"]["image_to_text"] < 0.06  # the sidecar agrees
-assert own_caption_wins["pretrained tiny CLIP"] >= len(shown) // 2 > own_caption_wins["random initialisation"]
+assert held["retrieval"]["image_to_text"] > 0.55 and base["retrieval"]["image_to_text"] < 0.06  # the sidecar agrees
+assert own_caption_wins["pretrained tiny CLIP"] >= len(shown) - 2 and own_caption_wins["random initialisation"] <= 3
 # the live pretraining: the loss starts at about ln B and falls; retrieval and colour presence appear within 100 steps
 assert abs(np.mean(live_losses[:5]) - np.log(sidecar["batch_size"])) < 0.3
 assert np.mean(live_losses[-10:]) < np.mean(live_losses[:10]) - 1.0
 assert live_retrieval["image_to_text"] > 0.2 and live_retrieval["image_to_text"] < pre["image_to_text"]
 assert mean_auc[f"live, {live_steps} steps"]["colour"] > 0.9
-# presence: colours are known, sizes partly, shapes not at all; random init knows none
+assert max(mean_auc[f"live, {live_steps} steps"][a] for a in ("size", "shape")) < 0.6  # not yet after 100 steps
+# presence: colours are known, sizes and shapes partly (the triangle best); random init knows none
 assert min(presence["pretrained"]["colour"].values()) > 0.95
 assert mean_auc["pretrained"]["size"] > 0.65 and mean_auc["pretrained"]["size"] > mean_auc["random init"]["size"] + 0.15
-assert abs(mean_auc["pretrained"]["shape"] - 0.5) < 0.1
+assert 0.58 < mean_auc["pretrained"]["shape"] < 0.8
+assert max(presence["pretrained"]["shape"], key=presence["pretrained"]["shape"].get) == "triangle"
 assert all(abs(v - 0.5) < 0.15 for v in mean_auc["random init"].values()), mean_auc["random init"]
-# binding: not learned; the swapped captions are nearly the same vector
-for kind in ("attribute", "relation"):
-    assert abs(binding["pretrained"][kind]["accuracy"] - 0.5) < 0.1 and binding["pretrained"][kind]["num_queries"] > 150
+# binding: attributes a little (here and in the sidecar), relations not; the swapped captions are nearly one vector
+assert binding["pretrained"]["attribute"]["accuracy"] > 0.57 and held["binding"]["attribute"]["accuracy"] > 0.6
+assert abs(binding["random init"]["attribute"]["accuracy"] - 0.5) < 0.08
+assert abs(binding["pretrained"]["relation"]["accuracy"] - 0.5) < 0.08
+assert min(b[kind]["num_queries"] for b in binding.values() for kind in ("attribute", "relation")) > 150
 assert text_cos[0, 1] > 0.95 and text_cos[2, 3] > 0.95 and text_cos[0, 4] < 0.5
-assert image_cos["scene vs its swapped copy"] > 0.95 > 0.6 > image_cos["two different scenes"]
+assert image_cos["scene vs its swapped copy"] > 0.93 > 0.6 > image_cos["two different scenes"]
 # pointing: no better than a random object patch; the sidecar measured the same
 assert pointing["pretrained"]["hit_rate"] < pointing["pretrained"]["chance"]
 assert abs(pointing["pretrained"]["hit_rate"] - held["pointing"]["hit_rate"]) < 0.08
-# probes: colour is in the patch tokens (pretrained and random alike), size more after pretraining, shape not
+# probes: colour is in the patch tokens (pretrained and random alike), size more after pretraining, shape too
 assert probe["per_block"][-1]["colour"] > 0.95
 assert probe["per_block"][-1]["size"] > probe_random["per_block"][-1]["size"] + 0.03
-assert abs(probe["per_block"][-1]["shape"] - probe_random["per_block"][-1]["shape"]) < 0.08
-assert probe["per_block"][-1]["shape"] < 0.45
-# the maps of section 3: the two yellow captions do not tell the yellow square from the yellow diamond,
-# and "a small green square" is most similar to the background
-yellow = [c for c in queries.values() if "yellow" in c]
-for caption in yellow:
-    values = region_mean["pretrained", caption]
-    assert abs(values["large yellow square"] - values["small yellow diamond"]) < 0.05, values
+assert probe["per_block"][-1]["shape"] > probe_random["per_block"][-1]["shape"] + 0.08
+assert 0.4 < probe["per_block"][-1]["shape"] < 0.6 and probe_random["per_block"][-1]["shape"] < 0.4
+# the maps of section 3: no top patch on the named object; "a large yellow square" is highest on the green
+# square; the yellow diamond's caption rates the three objects alike; "a small green square" prefers the background
+assert not any(w == "on it" for (name, _), where in syn_top.items() if name == "pretrained" for w in where), syn_top
+large_yellow = region_mean["pretrained", "a large yellow square"]
+assert max(large_yellow, key=large_yellow.get) == "small green square", large_yellow
+diamond = region_mean["pretrained", "a small yellow diamond"]
+objects_only = [v for k, v in diamond.items() if k != "background"]
+assert max(objects_only) - min(objects_only) < 0.05 and max(diamond, key=diamond.get) == "small green square", diamond
 green = region_mean["pretrained", "a small green square"]
 assert green["background"] > green["small green square"] > max(green["large yellow square"], green["small yellow diamond"])
+# the real clip (fast mode): the top patch on the swan in all three frames; the swan touches about a quarter of the patches
+assert not rt.fast or (swan_top.count("on it") == len(swan_t) and 0.15 < swan_share < 0.35), (swan_top, swan_share)
 assert "purple" in shown_captions[11] and sims["pretrained tiny CLIP"][1, 11] > np.percentile(sims["pretrained tiny CLIP"], 75)
 assert syn_maps.shape == (2 * len(queries) * len(shown_t), *tiny_clip.visual.grid_size) and np.isfinite(syn_maps).all()
 print("all checks passed")
