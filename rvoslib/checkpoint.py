@@ -9,6 +9,8 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with
     step        optimizer steps done
     model       the trainable weights (or every weight with ``full=True``)
     full        whether ``model`` includes the frozen CLIP weights
+    backbone_sha256  sha256 of the local CLIP weights file the model was trained with, or None
+                (open_clip tags, random weights, ``full``); loading warns when that file has changed
     optimizer / scheduler / scaler   their state dicts, or None
     rng         python, numpy and torch (CPU, CUDA) generator states
     extra       anything small the caller wants back (e.g. best J&F, data position)
@@ -21,6 +23,8 @@ leaves a half file where a good checkpoint was.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import logging
 import os
 import random
@@ -95,6 +99,30 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def backbone_sha256(pretrained: Optional[str]) -> Optional[str]:
+    """sha256 of ``backbone.pretrained`` when it names a local file (repository-relative paths of
+    shipped samples included); None for open_clip tags (e.g. "openai") and random weights.
+
+    Cached per (path, size, modification time), so a training run hashes its CLIP file once.
+    """
+    if not pretrained:
+        return None
+    file = find_sample(pretrained)
+    if not file.is_file():
+        return None
+    info = file.stat()
+    return _file_sha256(str(file.resolve()), info.st_size, info.st_mtime_ns)
+
+
 def save_checkpoint(path: PathLike, model: torch.nn.Module, cfg: Config, step: int = 0,
                     optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
                     scaler: Any = None, extra: Optional[dict] = None, full: bool = False) -> Path:
@@ -112,6 +140,7 @@ def save_checkpoint(path: PathLike, model: torch.nn.Module, cfg: Config, step: i
         "step": int(step),
         "model": {k: v.detach().cpu() for k, v in weights.items()},
         "full": bool(full),
+        "backbone_sha256": None if full else backbone_sha256(cfg.model.backbone.pretrained),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -172,6 +201,7 @@ def export_weights(src: PathLike, dst: PathLike, half: bool = False) -> Path:
     state = load_checkpoint(src)
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state["model"].items()}
     small = {key: state[key] for key in ("format", "version", "config", "step", "full")}
+    small["backbone_sha256"] = state.get("backbone_sha256")
     small.update(model=weights, optimizer=None, scheduler=None, scaler=None, rng=None,
                  extra={"exported_from": str(src), "half": bool(half), **state.get("extra", {})})
     out = atomic_torch_save(small, dst)
@@ -236,6 +266,22 @@ def load_model_weights(model: torch.nn.Module, state: dict, source: str = "check
     model.load_state_dict({k: v.to(own_dtypes[k]) for k, v in weights.items()}, strict=False)
 
 
+def warn_if_backbone_changed(state: dict, pretrained: Optional[str], path: PathLike) -> bool:
+    """Warn (and return True) when the local CLIP file ``pretrained`` is not the one the checkpoint
+    was trained with: its frozen features differ, so the trained modules no longer fit them.
+
+    Checkpoints written before rvoslib stored ``backbone_sha256`` are not checked.
+    """
+    trained_with = state.get("backbone_sha256")
+    now = backbone_sha256(pretrained)
+    if not trained_with or now is None or now == trained_with:
+        return False
+    logger.warning("checkpoint %r was trained with CLIP weights of sha256 %s..., but %r now holds %s...: the frozen "
+                   "features differ, so this is not the model that was trained (load it with "
+                   "model_from_checkpoint(..., pretrained=<the original file>), or retrain it)", str(path), trained_with[:12], pretrained, now[:12])
+    return True
+
+
 def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
                           pretrained: Optional[str] = None):
     """Rebuild the model a checkpoint was trained with and load its weights.
@@ -263,6 +309,8 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
         stored = find_sample(cfg.model.backbone.pretrained)  # e.g. a shipped sample's repository-relative path
         if stored.is_file():
             cfg.model.backbone.pretrained = str(stored)
+    if not state.get("full"):
+        warn_if_backbone_changed(state, cfg.model.backbone.pretrained, path)
     if state.get("full"):
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
     elif cfg.model.backbone.pretrained is None:

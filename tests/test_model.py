@@ -1,6 +1,7 @@
 """VLPRVOS wiring: output contract, trainable/frozen split, history path, presets, bad inputs."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,46 @@ def test_an_older_trainable_only_checkpoint_of_a_random_clip_warns(tmp_path, tin
     with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
         model_from_checkpoint(tmp_path / "old.pt")
     assert "old.pt" in caplog.text and "random weights that were not saved" in caplog.text
+
+
+def test_loading_warns_when_the_clip_file_changed_since_training(tmp_path, tiny_model, caplog):
+    """A trainable-only checkpoint rebuilds its frozen CLIP from ``backbone.pretrained``; when that
+    file was replaced after training (as the shipped tiny CLIP was in session 18), the trained
+    modules no longer fit the features, and loading says so instead of scoring another model."""
+    from rvoslib.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from rvoslib.pretrain import build_tiny_clip
+
+    def write_clip(path, seed):
+        torch.save({k: v.half() for k, v in build_tiny_clip(seed).state_dict().items()}, path)
+
+    write_clip(tmp_path / "clip.pt", seed=0)
+    shutil.copy(tmp_path / "clip.pt", tmp_path / "original.pt")  # a copy kept elsewhere
+    cfg = get_preset("tiny")
+    cfg.model.backbone.pretrained = str(tmp_path / "clip.pt")
+    path = save_checkpoint(tmp_path / "run.pt", tiny_model, cfg)
+    state = load_checkpoint(path)
+    assert not state["full"] and len(state["backbone_sha256"]) == 64
+    with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
+        model_from_checkpoint(path)
+    assert "trained with CLIP weights" not in caplog.text  # unchanged file: silent
+
+    write_clip(tmp_path / "clip.pt", seed=1)  # the file is replaced by other weights
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
+        model_from_checkpoint(path)
+    assert "run.pt" in caplog.text and "trained with CLIP weights" in caplog.text and "clip.pt" in caplog.text
+
+    caplog.clear()  # the way out the warning names: the original weights, passed explicitly
+    with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
+        model_from_checkpoint(path, pretrained=str(tmp_path / "original.pt"))
+    assert "trained with CLIP weights" not in caplog.text
+
+    del state["backbone_sha256"]  # checkpoints written before the fingerprint are not checked
+    torch.save(state, tmp_path / "old.pt")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rvoslib.checkpoint"):
+        model_from_checkpoint(tmp_path / "old.pt")
+    assert "trained with CLIP weights" not in caplog.text
 
 
 def test_frozen_clip_without_prompts_trains():
