@@ -54,14 +54,15 @@
 # checkpoint shipped; it runs on a CPU).
 #
 # **What you will find** (measured below, and stated before you run it so you can check): the
-# trained model is still weak (J&F about 0.66 on fresh synthetic clips), though it now grounds
-# motion sentences well above what a motion-blind reader could (0.69 against 0.44 on clips where
-# motion is the only way to tell look-alikes apart). Its prompts did **not** specialise. Its four vision
-# prompts collapsed onto one vector (their maps are identical); its temporal prompts differ mostly
-# by their frame embedding. What training did do is give the capture a preference for one key frame
-# (frame 2 of each window), strongest in block 0, nearly the same whichever frame's prompt asks. The
-# prompts' attention lands on the objects no more than an untrained model's does, and no more on the
-# referred object than on the others.
+# trained model is still weak (J&F about 0.71 on fresh synthetic clips), though it grounds motion
+# sentences well above what a motion-blind reader could (0.67 against 0.42 on clips where motion is
+# the only way to tell look-alikes apart). Its prompts did **not** specialise. Its four vision
+# prompts collapsed onto one vector (their maps are identical); its temporal prompts differ almost
+# only by their frame embedding. What training did do is give the capture a mild preference for one
+# key frame per block (frame 0 in block 0, frame 2 in blocks 1 and 2: about 0.35 of the capture
+# instead of 0.25; block 3 stays even), nearly the same whichever frame's prompt asks. The prompts'
+# attention lands on the objects no more than an untrained model's does (in most blocks less), and
+# no more on the referred object than on the others.
 #
 # **Needs:** CPU in fast mode (the tiny preset: a 4-block ViT of width 64, 64 x 64 input, 8 x 8
 # patches, T = 4). Full mode (`RVOSLIB_MODE=full`) uses open_clip ViT-B/16 with OpenAI weights at
@@ -581,11 +582,12 @@ plt.show()
 
 # %% [markdown]
 # Training did not make the prompts specialise: it **collapsed** them. The trained vision prompts
-# are one vector four times over (cosine 1 to four decimals, spread 0.003 of their length,
-# against about 0.4 untrained), and the temporal prompts differ by about 0.012 of their length, most
-# of it between frames (the frame embedding): the two prompts of one frame are about three times closer
-# to each other than to another frame's. So "four vision prompts" act as one token repeated, and
-# each frame's two temporal prompts act as one. Nothing in the loss asks prompts to differ; with a weak signal
+# are one vector four times over (cosine 1 to five decimals, spread 0.002 of their length,
+# against about 0.4 untrained), and the temporal prompts differ by about 0.02 of their length
+# (0.25 untrained), almost all of it between frames (the frame embedding): the two prompts of one
+# frame are more than ten times closer to each other (distance 0.02) than to another frame's (0.40).
+# So "four vision prompts" act as one token repeated, and each frame's two temporal prompts act as
+# one. Nothing in the loss asks prompts to differ; with a weak signal
 # the cheapest solution was one shared token per kind (exercise 2 asks whether their *maps* still
 # differ).
 
@@ -650,18 +652,18 @@ for name in models:
 
 # %% [markdown]
 # The untrained capture spreads its attention evenly over the frames (0.25 each, whatever frame the
-# prompt belongs to). The trained one, in block 0, gives 0.43-0.50 of it to **frame 2** of the
-# window (against 0.13-0.26 for each other frame); blocks 1 and 2 lean the same way, less (0.27-0.35
-# to frame 2), and block 3 is nearly even (0.21-0.28). The rows of a matrix differ by at most 0.06:
-# the prompt of frame 0 and the prompt of frame 3 look at about the same frame. So the learned
-# time code acts as a preference for one *key* frame, not as a relation between the query's frame
-# and the key's ("look at the next frame"). Yet this model does tell
+# prompt belongs to). The trained one leans, mildly, towards one key frame per block: in block 0
+# towards **frame 0** of the window (0.34-0.36, against 0.19-0.23 for each other frame), in blocks 1
+# and 2 towards **frame 2** (0.33-0.36; frame 0 comes second, 0.23-0.30); block 3 is nearly even
+# (0.24-0.27). The rows of a matrix differ by at most 0.04: the prompt of frame 0 and the prompt of
+# frame 3 look at about the same frame. So what training made of the capture, time code included,
+# acts as a preference for one *key* frame, not as a relation between the query's frame and the
+# key's ("look at the next frame"). Yet this model does tell
 # "moving left" from "moving right" better than a motion-blind reader (the header's numbers), so
 # the order must reach its masks by some other path than a query-dependent capture; which one is
-# not measured here. Training also moved the capture off the patches in block 0 (0.41 against 0.77
-# untrained; onto the vision and temporal prompts and the history tokens) and block 2 (0.39 against
-# 0.68, onto the vision and temporal prompts), and onto them in blocks 1 and 3 (0.82 and 0.75
-# against 0.69 and 0.71).
+# not measured here. Training left the capture's share on the patches about where it was in blocks
+# 0, 2 and 3 (0.84-0.88, against 0.82-0.86 untrained) and raised it in block 1 (0.84 against 0.66,
+# taken mostly from the vision prompts: 0.04 against 0.17).
 
 # %% [markdown]
 # ### 4c. Does the capture look at the referred object?
@@ -703,13 +705,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The untrained prompts already look at objects more than at background in every block (lift 1.3 to
-# 2.3 on objects, below 1 on background): an object patch simply stands out in CLIP's own keys.
-# Training did not sharpen that: the trained capture keeps a lift of 1.7-2.7 in blocks 0, 2 and 3
-# and drops to about 1 (uniform) in block 1, where the vision prompts drop below uniform (0.84).
-# Neither model looks at the **referred** object more
-# than at the others: the ratio
-# referent / distractors is near 1 (or below), and the referent wins in about half of the sentences.
+# The untrained prompts already look at objects more than at background in every block (lift 1.4 to
+# 4.1 on objects, below 1 on background): an object patch simply stands out in CLIP's own keys.
+# Training did not sharpen that; mostly it flattened it. The trained capture keeps a lift of 1.5-2.8
+# in blocks 0-2 (a little above untrained in block 0, 1.5 against 1.4; below it in blocks 1 and 2,
+# 2.0-2.8 against 2.5-4.1) and is uniform in block 3 (about 0.9 on objects, 1.0 on background); the
+# vision prompts keep a lift of 2.1 in block 1 and are about uniform in blocks 0, 2 and 3 (0.87-1.07).
+# Neither model looks at the **referred** object more than at the others: the ratio referent /
+# distractors is near 1 or below (0.62-1.01 trained), and the referent wins in 44-50% of the sentences.
 # That is expected, not a defect of the measurement: the prompts are the same for every sentence
 # (section 1), so they *cannot* know which object the sentence means. The sentence enters the
 # encoder only through stage 1 (notebook 04).
@@ -775,10 +778,11 @@ for name in models:
 
 # %% [markdown]
 # **Static view 3.** The same prompt asked from frame 3 instead of frame 0 (trained, block 0): the
-# frame slider of the widget. Its share of each frame changes little (at most 0.05, printed below),
+# frame slider of the widget. Its share of each frame changes little (at most 0.02, printed below),
 # because the trained capture's frame preference hardly depends on the prompt's own frame (section
-# 4b). Within the frames the maps differ more: the total-variation distance between the two
-# selections' maps is about 0.15, so about a seventh of the attention lands on other patches.
+# 4b). Within the frames the maps hardly differ either: the total-variation distance between the
+# two selections' maps is about 0.06, so about one twentieth of the attention lands on other
+# patches.
 
 # %%
 from_first = inspectors["trained"].select("temporal prompt", 0, 0, 0)
@@ -799,12 +803,13 @@ inspectors["trained"].figure(from_last)
 #   queries and keys; our by-hand block equals the library's, the code makes it order-aware, and
 #   perturbing frame 0 reaches frame $T-1$'s patches one block later (not at all without temporal
 #   prompts).
-# * In the shipped trained model the prompts collapsed (spread 0.003 vision, ~0.012 temporal,
-#   vs 0.25-0.4 untrained), the capture learned a preference for frame 2 of each window, strongest
-#   in block 0 (0.43-0.50 of its attention instead of 0.25), nearly the same for every query frame,
-#   and its attention prefers objects to background (no more than untrained) but not the referred object to the
-#   others: the encoder's prompts carry no sentence-specific or clearly motion-specific signal,
-#   although the model as a whole grounds motion sentences above the motion-blind reference.
+# * In the shipped trained model the prompts collapsed (spread 0.002 vision, ~0.02 temporal,
+#   vs 0.25-0.4 untrained), the capture learned a mild preference for one key frame per block
+#   (frame 0 in block 0, frame 2 in blocks 1 and 2: about 0.35 of its attention instead of 0.25;
+#   block 3 even), nearly the same for every query frame, and its attention prefers objects to
+#   background in blocks 0-2 (no more than untrained) but not the referred object to the others:
+#   the encoder's prompts carry no sentence-specific or clearly motion-specific signal, although
+#   the model as a whole grounds motion sentences above the motion-blind reference.
 #
 # ## Exercises
 #
@@ -818,7 +823,8 @@ inspectors["trained"].figure(from_last)
 #    and say whether the frame embedding alone separates them.
 # 3. **Change one thing.** Zero the trained time code (`trained.vision.time_code`'s two tables,
 #    under `torch.no_grad()`, on a copy: `copy.deepcopy(trained)`) and recompute the frame shares
-#    of section 4b for a few clips: does the preference for frame 2 disappear? Then build the
+#    of section 4b for a few clips: do the preferences for frame 0 (block 0) and frame 2 (blocks 1
+#    and 2) disappear? Then build the
 #    untrained twin with `vision.capture_time_code="none"` in its config and check that reversing
 #    frames 1..T-1 (section 2) no longer moves frame 0.
 # 4. **Measure.** Repeat section 4c for the motion sentences only (`expression["kind"] == "motion"`):
@@ -864,18 +870,29 @@ torch.testing.assert_close(probes.frame_share(rec["temporal"][layer], pc.num_tem
 
 # the trained model, as section 4 teaches it: collapsed prompts (identical vision maps) ...
 assert prompt_stats["trained"]["vision spread"] < 0.01 < 0.1 < prompt_stats["untrained"]["vision spread"]
-assert prompt_stats["trained"]["temporal spread"] < 0.02 < 0.1 < prompt_stats["untrained"]["temporal spread"]
-assert prompt_stats["trained"]["within frame"] < 0.5 * prompt_stats["trained"]["between frames"]
+assert prompt_stats["trained"]["temporal spread"] < 0.03 < 0.1 < prompt_stats["untrained"]["temporal spread"]
+assert prompt_stats["trained"]["within frame"] < 0.1 * prompt_stats["trained"]["between frames"]
 assert max(v.distance for v in views) < 1e-3
 assert inspectors["untrained"].select("vision prompt", 0, 0, 0).distance > 0.01
-# ... a capture that prefers frame 2 in block 0 (untrained: even), about the same from every query frame ...
-assert frame_shares["trained"][0][:, 2].min() > 0.4 and frame_shares["trained"][0].argmax(-1).tolist() == [2] * T_tr
-assert frame_shares["trained"][1:3, :, 2].min() > 0.27 and (frame_shares["trained"][3] - 1 / T_tr).abs().max() < 0.05
+# ... a capture that mildly prefers frame 0 in block 0 and frame 2 in blocks 1-2, even in block 3 (untrained:
+# even everywhere), about the same from every query frame ...
+assert frame_shares["trained"][0].argmax(-1).tolist() == [0] * T_tr and frame_shares["trained"][0][:, 0].min() > 0.3
+assert frame_shares["trained"][0][:, 1:].max() < 0.26
+assert frame_shares["trained"][1:3].argmax(-1).flatten().tolist() == [2] * (2 * T_tr)
+assert frame_shares["trained"][1:3, :, 2].min() > 0.3 and (frame_shares["trained"][3] - 1 / T_tr).abs().max() < 0.03
 assert (frame_shares["untrained"] - 1 / T_tr).abs().max() < 0.02
-assert (frame_shares["trained"] - frame_shares["trained"][:, :1]).abs().max() < 0.07
-assert (from_first.frame_share - from_last.frame_share).abs().max() < 0.06 and 0.1 < frame_slider_change < 0.3
-# ... and attention on objects but no preference for the referred one
+assert (frame_shares["trained"] - frame_shares["trained"][:, :1]).abs().max() < 0.05
+assert (from_first.frame_share - from_last.frame_share).abs().max() < 0.04 and 0.02 < frame_slider_change < 0.1
+# ... whose share on the patches training left about as it was, except in block 1 (raised) ...
+patch_gain = kind_shares["trained"]["patches"] - kind_shares["untrained"]["patches"]  # (blocks,)
+assert patch_gain[1] > 0.1 and patch_gain[[0, 2, 3]].abs().max() < 0.05, patch_gain
+# ... and attention on objects (flatter than untrained in blocks 1-3, uniform in block 3) but no preference for
+# the referred one
 assert tables["trained"]["capture, block 0"]["dis"] > 1.2 and tables["trained"]["capture, block 0"]["bg"] < 1
+assert all(tables["trained"][f"capture, block {l}"]["dis"] < tables["untrained"][f"capture, block {l}"]["dis"]
+           for l in (1, 2, 3))
+assert abs(tables["trained"]["capture, block 3"]["dis"] - 1) < 0.15
+assert tables["untrained"]["capture, block 3"]["dis"] > 1.3
 for stage in stages:
     assert 0.5 < tables["trained"][stage]["ref/dis"] < 1.5, stage
     assert 0.3 < tables["trained"][stage]["ref wins"] < 0.7, stage
