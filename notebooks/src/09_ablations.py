@@ -57,8 +57,9 @@
 # 3. re-derives the study's statistics (controls, differences, intervals, verdicts) from the
 #    per-seed numbers, and says what they show.
 #
-# **Needs:** CPU; `benchmarks/ablations.json` (committed), or the bundled synthetic set and the
-# shipped tiny pretrained CLIP for the live run. Two environment variables change the live run
+# **Needs:** CPU; `benchmarks/ablations.json` (committed; its runs used the 1800-step tiny CLIP
+# shipped until session 18, not re-run on today's 7200-step one), or the bundled synthetic set and
+# the shipped tiny pretrained CLIP for the live run. Two environment variables change the live run
 # (the test suite uses them to run it in a micro configuration, so it cannot rot):
 # `RVOSLIB_NB09_STUDY` (the study file to read; a missing path forces the live run) and
 # `RVOSLIB_NB09_LIVE_STEPS` (steps per live run; default 120, 600 in full mode). Full mode
