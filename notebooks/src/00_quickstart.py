@@ -47,7 +47,7 @@
 # weights and a GPU, and could not be run where this notebook was written (no GPU, no weights
 # offline). Fast mode is what `pytest --nbval` runs.
 #
-# **Time:** about 35 s in fast mode on 2 CPU cores (measured with `pytest --nbval` while other
+# **Time:** about 10 s in fast mode on 2 CPU cores (measured with `pytest --nbval` while other
 # programs shared the cores); a few seconds on a GPU in full mode.
 #
 # **What a model computes.** Given frames $X \in \mathbb{R}^{T \times 3 \times H \times W}$ and $K$ sentences, the model
@@ -187,11 +187,13 @@ for e, gt in zip(expressions, gts):
 print(f"model J&F {np.mean(synthetic_jf):.3f}   baseline (a wrong object, perfectly segmented) {np.mean(wrong_jf):.3f}")
 
 # %% [markdown]
-# Expect imperfect masks. This clip, the first with all three kinds of sentence, is one of the
-# hardest of the bundled set: over all 29 sentences of the 8 validation videos the model scores
-# J&F about 0.68 (notebook 08), and on 60 fresh videos its sidecar records the number printed
-# below. The tiny model gets most appearance sentences right but often confuses look-alike objects,
-# which motion and relation sentences are made of; notebook 08 takes its failures apart.
+# Expect imperfect masks. These three sentences average J&F about 0.68, a little below the 0.73
+# the model scores over all 29 sentences of the 8 validation videos (notebook 08). The motion
+# sentence is the weak one: "the red shape that moves up" is a large red circle with a twin, a
+# second large red circle that moves right, and only comparing frames tells them apart. On 60
+# fresh videos the sidecar records the numbers printed below: appearance and motion sentences
+# score about the same (0.75 and 0.73), while relation sentences, which need the position of a
+# second object, lag at 0.60. Notebook 08 takes the failures apart.
 
 # %%
 sidecar = CHECKPOINT.with_suffix(".json")  # written next to a shipped checkpoint (benchmarks/ship_tiny_rvos.py)
@@ -302,6 +304,15 @@ assert gif.stat().st_size > 0 and swan_mp4.stat().st_size > 0
 if rt.fast:
     # the tiny model was trained on these shapes: its masks match their own sentence's object far better
     # than a perfectly segmented wrong object of the same clip would
-    assert np.mean(synthetic_jf) > np.mean(wrong_jf) + 0.1, (synthetic_jf, wrong_jf)
+    assert np.mean(synthetic_jf) > np.mean(wrong_jf) + 0.3, (synthetic_jf, wrong_jf)
+    # the motion sentence (a twin of the same colour and shape) is the weakest of the three, as the text says
+    by_kind = dict(zip([e.kind for e in expressions], synthetic_jf))
+    assert by_kind["motion"] < min(v for k, v in by_kind.items() if k != "motion") - 0.1, by_kind
+    assert 0.62 < np.mean(synthetic_jf) < 0.73, synthetic_jf  # "about 0.68, a little below the 0.73 of notebook 08"
+    # the recorded fresh-video scores the text quotes: about 0.71 overall, relation well below the other kinds
+    if sidecar.is_file():
+        recorded = fresh["scores"]["standard"]
+        assert abs(recorded["J&F"] - 0.71) < 0.02, recorded
+        assert recorded["J&F/relation"] < min(recorded["J&F/appearance"], recorded["J&F/motion"]) - 0.08, recorded
 WORK.cleanup()  # the overlays were written to a temporary folder; notebook 10 keeps its outputs in runs/
 print("all checks passed")
