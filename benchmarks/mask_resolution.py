@@ -82,8 +82,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     masks = object_masks(generate_videos(args.videos, seed=args.seed, split="valid"))
-    rows = [{"stride": s, "pooled_j": float(pooled_iou(masks, s).mean()), "fitted_j": float(fitted_iou(masks, s).mean())}
-            for s in STRIDES]
+    rows = [{"stride": s, "pooled_j": float(pooled_iou(masks, s).mean()),
+             "fitted_j": float(fitted_iou(masks, s).mean())} for s in STRIDES]
     result = {"seed": args.seed, "videos": args.videos, "object_frames": int(masks.shape[0]),
               "frame_size": list(masks.shape[1:]), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

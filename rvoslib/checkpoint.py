@@ -266,20 +266,19 @@ def load_model_weights(model: torch.nn.Module, state: dict, source: str = "check
     model.load_state_dict({k: v.to(own_dtypes[k]) for k, v in weights.items()}, strict=False)
 
 
-def warn_if_backbone_changed(state: dict, pretrained: Optional[str], path: PathLike) -> bool:
-    """Warn (and return True) when the local CLIP file ``pretrained`` is not the one the checkpoint
-    was trained with: its frozen features differ, so the trained modules no longer fit them.
+def warn_if_backbone_changed(state: dict, pretrained: Optional[str], path: PathLike) -> None:
+    """Warn when the local CLIP file ``pretrained`` is not the one the checkpoint was trained with:
+    its frozen features differ, so the trained modules no longer fit them.
 
     Checkpoints written before rvoslib stored ``backbone_sha256`` are not checked.
     """
     trained_with = state.get("backbone_sha256")
     now = backbone_sha256(pretrained)
-    if not trained_with or now is None or now == trained_with:
-        return False
-    logger.warning("checkpoint %r was trained with CLIP weights of sha256 %s..., but %r now holds %s...: the frozen "
-                   "features differ, so this is not the model that was trained (load it with "
-                   "model_from_checkpoint(..., pretrained=<the original file>), or retrain it)", str(path), trained_with[:12], pretrained, now[:12])
-    return True
+    if trained_with and now is not None and now != trained_with:
+        logger.warning("checkpoint %r was trained with CLIP weights of sha256 %s..., but %r now holds %s...: the "
+                       "frozen features differ, so this is not the model that was trained (load it with "
+                       "model_from_checkpoint(..., pretrained=<the original file>), or retrain it)",
+                       str(path), trained_with[:12], pretrained, now[:12])
 
 
 def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
@@ -309,11 +308,11 @@ def model_from_checkpoint(path: PathLike, device: Union[str, torch.device] = "cp
         stored = find_sample(cfg.model.backbone.pretrained)  # e.g. a shipped sample's repository-relative path
         if stored.is_file():
             cfg.model.backbone.pretrained = str(stored)
-    if not state.get("full"):
-        warn_if_backbone_changed(state, cfg.model.backbone.pretrained, path)
     if state.get("full"):
         cfg.model.backbone.pretrained = None  # every weight comes from the checkpoint
-    elif cfg.model.backbone.pretrained is None:
+    else:
+        warn_if_backbone_changed(state, cfg.model.backbone.pretrained, path)
+    if not state.get("full") and cfg.model.backbone.pretrained is None:
         logger.warning("checkpoint %r holds only the trained modules, and the CLIP it was trained with had random "
                        "weights that were not saved: new random CLIP weights are drawn now, so this model is not the "
                        "one that was trained (rvoslib now stores random CLIP weights in every checkpoint; this one is older)",
