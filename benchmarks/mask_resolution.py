@@ -24,16 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rvoslib.metrics import jaccard
+
 log = logging.getLogger("benchmarks.mask_resolution")
 
 STRIDES = (2, 4, 8)
-
-
-def _iou(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
-    """(N, H, W) bool x2 -> (N,) IoU; 1 where both are empty."""
-    inter = (pred & truth).sum((1, 2)).double()
-    union = (pred | truth).sum((1, 2)).double()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).numpy()
 
 
 def _check(masks: torch.Tensor, stride: int) -> None:
@@ -46,7 +41,7 @@ def pooled_iou(masks: torch.Tensor, stride: int) -> np.ndarray:
     _check(masks, stride)
     low = F.avg_pool2d(masks[:, None].float(), stride)  # (N, 1, H/s, W/s) covered fractions
     up = F.interpolate(low, size=masks.shape[1:], mode="bilinear", align_corners=False)[:, 0]
-    return _iou(up > 0.5, masks)
+    return jaccard((up > 0.5).numpy(), masks.numpy())  # (N,), 1 where both are empty
 
 
 def fitted_iou(masks: torch.Tensor, stride: int, steps: int = 400, lr: float = 0.5) -> np.ndarray:
@@ -63,7 +58,7 @@ def fitted_iou(masks: torch.Tensor, stride: int, steps: int = 400, lr: float = 0
         optimizer.step()
     with torch.no_grad():
         up = F.interpolate(logits, size=masks.shape[1:], mode="bilinear", align_corners=False)[:, 0]
-    return _iou(up > 0, masks)
+    return jaccard((up > 0).numpy(), masks.numpy())
 
 
 def object_masks(videos) -> torch.Tensor:
