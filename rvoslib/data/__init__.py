@@ -1,4 +1,5 @@
-"""Datasets: one in-memory form (records.py), readers (formats.py; refcoco.py, jhmdb.py), synthetic shapes
+"""Datasets: one in-memory form (records.py), readers (formats.py dispatches; davis.py, a2d.py, jhmdb.py,
+refcoco.py; files.py holds what they share), synthetic shapes
 (synthetic.py), clip transforms (transforms.py), the torch Dataset and collate (dataset.py).
 
 Importing this package imports numpy, torch and PIL only; open_clip (for CLIP's mean/std)

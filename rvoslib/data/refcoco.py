@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from rvoslib.data.files import load_json
 from rvoslib.data.records import (
     DatasetFormatError,
     Expression,
@@ -153,8 +154,6 @@ def read_refs(path: Path) -> list[dict]:
 
 def read_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     """``(images by id, annotations by id)`` of a COCO instances.json."""
-    from rvoslib.data.formats import load_json
-
     data = load_json(path, "COCO instances file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
