@@ -20,7 +20,7 @@ Scores (all on binary masks at the original frame size, with ``rvoslib.metrics``
   above the threshold), and every object of the sequence is scored against its
   ground truth by id, DAVIS style (J&F per object, then means over objects).
 * A2D-Sentences, JHMDB-Sentences and RefCOCO/+/g (:func:`evaluate_a2d`): samples are the annotated frames where the
-  referred instance is present; ``metrics.a2d_metrics`` gives mAP 0.50:0.95, overall
+  referred instance is present; ``iou_metrics.a2d_metrics`` gives mAP 0.50:0.95, overall
   and mean IoU and P@k. Every frame of a video goes through the model (online, with
   history); outputs are kept for the annotated frames only. A sample's score (for the
   mAP ranking) is the mean probability inside its predicted mask.
@@ -60,7 +60,8 @@ from rvoslib.inference import (
 )
 from rvoslib.io import atomic_path, write_mask, write_text
 from rvoslib.outputs import check_output_path
-from rvoslib.metrics import ObjectResult, a2d_metrics, evaluate_object, statistics, summarize
+from rvoslib.iou_metrics import a2d_metrics
+from rvoslib.metrics import ObjectResult, evaluate_object, statistics, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +370,7 @@ def evaluate_a2d(model: Any, records: Sequence[VideoRecord], cfg: Any = None,
     """The A2D/JHMDB-Sentences protocol: mAP 0.50:0.95, overall IoU, mean IoU and P@k.
 
     Returns:
-        ``metrics.a2d_metrics`` keys (``mAP``, ``AP50``, ..., ``overall_iou``, ``mean_iou``,
+        ``iou_metrics.a2d_metrics`` keys (``mAP``, ``AP50``, ..., ``overall_iou``, ``mean_iou``,
         ``P@0.5`` ... ``P@0.9``) and ``num_samples``.
     """
     todo = [r for r in map(scorable, records) if r is not None]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rvoslib import iou_metrics as IOU
 from rvoslib import metrics as M
 
 
@@ -334,16 +335,16 @@ def test_iou_metrics_hand_values():
     gt = [square((4, 4), 0, 0, 2), square((4, 4), 0, 0, 2)]
     pred = [gt[0] | square((4, 4), 2, 0, 1) | square((4, 4), 2, 1, 1), square((4, 4), 0, 0, 1)]
     # sample 0: I = 4, U = 6 -> 2/3; sample 1: I = 1, U = 4 -> 1/4
-    out = M.iou_metrics(pred, gt)
+    out = IOU.iou_metrics(pred, gt)
     assert out["overall_iou"] == pytest.approx(5 / 10)
     assert out["mean_iou"] == pytest.approx((2 / 3 + 1 / 4) / 2)
     assert out["P@0.5"] == 0.5 and out["P@0.6"] == 0.5 and out["P@0.7"] == 0.0
-    assert M.mask_iou(np.zeros((3, 3)), np.zeros((3, 3)))[0] == pytest.approx(1.0)
+    assert IOU.mask_iou(np.zeros((3, 3)), np.zeros((3, 3)))[0] == pytest.approx(1.0)
 
 
 def test_coco_map_perfect_predictions():
     gt = [square((20, 20), 0, 0, 10), square((20, 20), 5, 5, 6)]
-    out = M.a2d_metrics(gt, gt, scores=[0.9, 0.3])
+    out = IOU.a2d_metrics(gt, gt, scores=[0.9, 0.3])
     assert out["mAP"] == pytest.approx(1.0)
     assert out["overall_iou"] == pytest.approx(1.0) and out["P@0.9"] == 1.0
 
@@ -354,7 +355,7 @@ def test_coco_map_iou_between_thresholds():
     gt = square((20, 20), 0, 0, 10)
     pred = np.zeros((20, 20), bool)
     pred[0:9, 0:8] = True
-    out = M.coco_map([pred], [gt])
+    out = IOU.coco_map([pred], [gt])
     assert out["mAP"] == pytest.approx(0.5)
     assert out["AP50"] == pytest.approx(1.0) and out["AP75"] == pytest.approx(0.0)
 
@@ -366,7 +367,7 @@ def test_coco_map_ranking_across_samples():
     gt = [square((20, 20), 0, 0, 10), square((20, 20), 0, 0, 10)]
     pred1 = np.zeros((20, 20), bool)
     pred1[0:9, 0:8] = True
-    out = M.a2d_metrics([gt[0], pred1], gt, scores=[0.9, 0.8])
+    out = IOU.a2d_metrics([gt[0], pred1], gt, scores=[0.9, 0.8])
     assert out["mAP"] == pytest.approx((5 + 5 * 51 / 101) / 10)
     assert out["mean_iou"] == pytest.approx((1 + 0.72) / 2)
 
@@ -374,9 +375,9 @@ def test_coco_map_ranking_across_samples():
 def test_a2d_top_scoring_candidate_is_used_for_iou():
     gt = square((20, 20), 0, 0, 10)
     candidates = np.stack([np.zeros((20, 20), bool), gt])  # (K=2, H, W)
-    out = M.a2d_metrics([candidates], [gt], scores=[np.array([0.2, 0.7])])
+    out = IOU.a2d_metrics([candidates], [gt], scores=[np.array([0.2, 0.7])])
     assert out["mean_iou"] == pytest.approx(1.0)
     assert out["mAP"] == pytest.approx(1.0)  # the empty candidate ranks below the match
     with pytest.raises(ValueError, match="scores"):
-        M.a2d_metrics([candidates], [gt], scores=[[0.5]])
-    assert math.isclose(M.iou_metrics([gt], [gt])["P@0.9"], 1.0)
+        IOU.a2d_metrics([candidates], [gt], scores=[[0.5]])
+    assert math.isclose(IOU.iou_metrics([gt], [gt])["P@0.9"], 1.0)
