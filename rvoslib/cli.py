@@ -149,12 +149,12 @@ examples:
 
 def add_library_commands(subparsers: argparse._SubParsersAction) -> None:
     """``train``, ``evaluate``, ``segment`` and ``pretrain`` (their modules import torch)."""
-    from rvoslib import engine, evaluate, pretrain, segment_cli
+    from rvoslib import engine, evaluate_cli, pretrain, segment_cli
 
     _add_command(subparsers, "train", "train VLP-RVOS (one device, or many GPUs with torchrun)",
                  TRAIN_HELP, engine.add_train_arguments, engine.run_train)
     _add_command(subparsers, "evaluate", "score a checkpoint on a dataset (J&F, mAP) or write a submission",
-                 evaluate.EVALUATE_HELP, evaluate.add_evaluate_arguments, evaluate.run_evaluate)
+                 evaluate_cli.EVALUATE_HELP, evaluate_cli.add_evaluate_arguments, evaluate_cli.run_evaluate)
     _add_command(subparsers, "segment", "segment a video (frames folder or mp4) from sentences",
                  segment_cli.SEGMENT_HELP, segment_cli.add_segment_arguments, segment_cli.run_segment)
     _add_command(subparsers, "pretrain", "tiny contrastive CLIP pretraining on synthetic captions",

@@ -17,9 +17,9 @@ from PIL import Image
 from rvoslib.checkpoint import save_checkpoint
 from rvoslib.config import get_preset
 from rvoslib.data import read_ref_davis17, read_ref_youtube_vos
+from rvoslib.evaluate_cli import add_evaluate_arguments, run_evaluate
 from rvoslib.evaluate import (
     VideoPrediction,
-    add_evaluate_arguments,
     average_groups,
     canonical_format,
     davis_groups,
@@ -28,7 +28,6 @@ from rvoslib.evaluate import (
     evaluate_ref_davis17,
     merge_objects,
     predict_records,
-    run_evaluate,
     score_davis_group,
     score_predictions,
     summarize_scores,
