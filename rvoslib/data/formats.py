@@ -1,7 +1,7 @@
 """Readers for the RVOS datasets and the dispatch by format name; each returns ``list[VideoRecord]``.
 
-Ref-YouTube-VOS and MeViS are read here; Ref-DAVIS17 in ``davis.py``, A2D-Sentences in ``a2d.py``,
-JHMDB-Sentences in ``jhmdb.py``, RefCOCO in ``refcoco.py``; the files they share in ``files.py``.
+Ref-YouTube-VOS and MeViS are read here; the other readers live in their own modules (named below),
+and what they all share in ``files.py``.
 
 Supported layouts (paths relative to the ``root`` given to the reader):
 
@@ -21,20 +21,9 @@ MeViS (``read_mevis``)::
     <split>/meta_expressions.json            expressions carry "obj_id": [int] and "anno_id": [int]
     <split>/mask_dict.json                   {anno_id: [RLE or null, one per frame]} (absent for valid)
 
-Ref-DAVIS17 (``read_ref_davis17``): DAVIS-2017 folders, either
-``JPEGImages/480p/<seq>/`` + ``Annotations/480p/<seq>/`` or ``<seq>/JPEGImages`` +
-``<seq>/Annotations``; expressions from ``davis_text_annotations/Davis17_annot{1,2}[_full_video].txt``
-(lines ``<seq> <obj_id> "<sentence>"``), from a refvos csv (``video_id;instance_id;ref_exp;...``)
-or from a meta_expressions.json.
+Ref-DAVIS17 (``read_ref_davis17``, in ``davis.py``): DAVIS-2017 folders plus expression files.
 
-A2D-Sentences (``read_a2d_sentences``), sparse annotations::
-
-    Release/videoset.csv                     no header: vid,label,start,end,height,width,frames,labeled,split
-    Release/pngs320H/<vid>/00001.png ...     frames (1-based names), or Release/clips320H/<vid>.mp4
-    text_annotations/a2d_annotation.txt      header video_id,instance_id,query
-    text_annotations/a2d_missed_videos.txt   optional: videos to skip
-    text_annotations/a2d_annotation_with_instances/<vid>/<frame>.h5   (published; needs h5py)
-                                                               or <frame>.png (value = instance_id + 1)
+A2D-Sentences (``read_a2d_sentences``, in ``a2d.py``): sparse instance annotations.
 
 JHMDB-Sentences (``read_jhmdb_sentences``, in ``jhmdb.py``): Rename_Images, puppet_mask .mat files.
 
