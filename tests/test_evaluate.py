@@ -17,7 +17,6 @@ from PIL import Image
 from rvoslib.checkpoint import save_checkpoint
 from rvoslib.config import get_preset
 from rvoslib.data import read_ref_davis17, read_ref_youtube_vos
-from rvoslib.evaluate_cli import add_evaluate_arguments, run_evaluate
 from rvoslib.evaluate import (
     VideoPrediction,
     average_groups,
@@ -33,6 +32,7 @@ from rvoslib.evaluate import (
     summarize_scores,
     write_ytvos_submission,
 )
+from rvoslib.evaluate_cli import add_evaluate_arguments, run_evaluate
 from rvoslib.metrics import summarize
 from rvoslib.model import build_model
 
