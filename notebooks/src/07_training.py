@@ -285,12 +285,16 @@ if val_lines:
 #   prompt generator and the mask head use half the base rate);
 # * the **gradient norm** is clipped to `train.clip_grad` before each update;
 # * the **validation J&F** climbs, not monotonically: in fast mode from about 0.10 untrained to about
-#   0.2 after 40 steps and about 0.43 at step 240, with a small dip at step 200 (the table above);
+#   0.2 after 40 steps and about 0.42 at step 240, with a dip on the way (the table above). Where
+#   the dip falls changes from machine to machine: two CPUs gave it at step 200 and at step 160,
+#   because their floating-point sums run in different orders and 240 steps on 24 videos amplify
+#   such differences;
 #   motion expressions (the referent has a look-alike twin that moves differently) and relation
 #   expressions (the referent is defined by another object) are the hard kinds for a model this
-#   small trained this briefly (best.pt, the last evaluation here: about 0.51 appearance, 0.32
-#   relation, 0.17 motion). Appearance and relation gain most of the climb; motion J&F does not
-#   rise at all, it stays near 0.2 from the first evaluation on;
+#   small trained this briefly (best.pt, the last evaluation here: about 0.47-0.51 appearance, 0.32
+#   relation, 0.17-0.26 motion on those two machines). Appearance and relation gain most of the
+#   climb; motion J&F moves little from its first evaluation (about 0.2), by less than 0.1 either
+#   way, while appearance gains 0.15 or more;
 # * nothing breaks at the dotted line: the resumed run continues the same curves.
 #
 # `best.pt` holds the weights of the best validation J&F. It loads like any checkpoint (the frozen
@@ -416,7 +420,7 @@ if valid:
 # * The log holds every loss term, the learning rates (which equal the schedule's formula) and the
 #   validation scores; `best.pt` keeps the best validation J&F and re-scores to the same number.
 # * In fast mode the tiny model beats its untrained self and its first evaluation; motion and
-#   relation sentences stay the hard kinds, and motion does not improve at all in 240 steps.
+#   relation sentences stay the hard kinds, and motion barely moves in 240 steps.
 #
 # ## Exercises
 #
@@ -468,12 +472,12 @@ if rt.fast:
     assert second["best_jf"] > untrained_scores["J&F"] + 0.05, (second["best_jf"], untrained_scores["J&F"])
     assert second["best_jf"] > val_curve[0][1], (second["best_jf"], val_curve)
     assert abs(scores["J&F"] - second["best_jf"]) < 1e-3, (scores["J&F"], second["best_jf"])
-    # what the text says of the kinds: motion and relation stay well below appearance, and motion does not
-    # rise above its first evaluation while appearance gains much
+    # what the text says of the kinds: motion and relation stay well below appearance; motion moves by less
+    # than 0.1 from its first evaluation while appearance gains 0.15 or more
     first_val = val_lines[0]["val"]
     assert second["best_step"] == t.steps, second["best_step"]  # "best.pt, the last evaluation here"
     assert max(scores["J&F/motion"], scores["J&F/relation"]) < scores["J&F/appearance"] - 0.1, scores
-    assert scores["J&F/motion"] < first_val["J&F/motion"] + 0.05, (scores, first_val)
+    assert abs(scores["J&F/motion"] - first_val["J&F/motion"]) < 0.1, (scores, first_val)
     assert scores["J&F/appearance"] > first_val["J&F/appearance"] + 0.15, (scores, first_val)
     # the two masks drawn above: each covers a good part of every red shape in the frames shown
     red = [int(o) for o, a in record.extra["objects"].items() if a["colour"] == "red"]
