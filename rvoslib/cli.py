@@ -84,7 +84,7 @@ def _positive_int(text: str) -> int:
 
 def run_make_synthetic(args: argparse.Namespace) -> int:
     """Generate into a temporary sibling folder, then move it to OUT (OUT is untouched on failure)."""
-    from rvoslib.data.formats import load_meta_expressions
+    from rvoslib.data.files import load_meta_expressions
     from rvoslib.data.synthetic import write_synthetic_dataset
 
     out: Path = args.out

@@ -5,7 +5,8 @@ frames, the last one padded, history carried, logits upsampled to the original f
 size, then thresholded), one video at a time: :func:`predict_records` yields one
 :class:`VideoPrediction` per video so a whole benchmark never sits in memory.
 
-Scores (all on binary masks at the original frame size, with ``rvoslib.metrics``):
+Scores (all on binary masks at the original frame size, with ``rvoslib.metrics`` and
+``rvoslib.iou_metrics``):
 
 * :func:`evaluate_model` (periodic validation, Ref-YouTube-VOS-like sets with masks,
   MeViS ``valid_u``): every (video, expression) is one object; its J and F are means
@@ -45,8 +46,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rvoslib.data.formats import (canonical_format, read_a2d_sentences, read_dataset, read_mevis, read_ref_davis17,
-                                  read_ref_youtube_vos)
+from rvoslib.data.a2d import read_a2d_sentences
+from rvoslib.data.davis import read_ref_davis17
+from rvoslib.data.formats import canonical_format, read_dataset, read_mevis, read_ref_youtube_vos
 from rvoslib.data.records import Expression, VideoRecord, check_path_component
 from rvoslib.inference import eval_mode, probability_logit, resolve_model, segment_frames
 from rvoslib.io import atomic_path, write_mask, write_text

@@ -252,7 +252,7 @@ def test_ref_davis17_samples(samples):
 def test_ref_davis17_shared_folder_and_full_csv():
     records = read_ref_davis17(SHARED_DAVIS, SHARED_DAVIS / "ref_davis17_expressions_refvos.csv")
     assert sorted((r.video_id, r.num_frames) for r in records) == [("blackswan", 50), ("car-shadow", 40), ("libby", 49)]
-    from rvoslib.data.formats import read_davis_expressions_csv
+    from rvoslib.data.davis import read_davis_expressions_csv
 
     by_video = read_davis_expressions_csv(SHARED_DAVIS / "ref_davis17_expressions_refvos.csv")
     assert len(by_video) == 30 and sum(len(v) for v in by_video.values()) == 61

@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rvoslib.data.formats import (
-    read_a2d_sentences,
-    read_davis_expressions_csv,
-    read_davis_expressions_txt,
-    read_mevis,
-    read_ref_youtube_vos,
-)
+from rvoslib.data.a2d import read_a2d_sentences
+from rvoslib.data.davis import read_davis_expressions_csv, read_davis_expressions_txt
+from rvoslib.data.formats import read_mevis, read_ref_youtube_vos
 from rvoslib.data.records import DatasetFormatError, check_path_component
 from rvoslib.evaluate import VideoPrediction, write_ytvos_submission
 

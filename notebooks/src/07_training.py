@@ -286,9 +286,8 @@ if val_lines:
 # * the **gradient norm** is clipped to `train.clip_grad` before each update;
 # * the **validation J&F** climbs, not monotonically: in fast mode from about 0.10 untrained to about
 #   0.2 after 40 steps and about 0.42 at step 240, with a dip on the way (the table above). Where
-#   the dip falls changes from machine to machine: two CPUs gave it at step 200 and at step 160,
-#   because their floating-point sums run in different orders and 240 steps on 24 videos amplify
-#   such differences;
+#   the dip falls changes from machine to machine: two CPUs gave it at step 200 and at step 160
+#   (floating-point sums run in another order on another CPU are the likely cause; not checked);
 #   motion expressions (the referent has a look-alike twin that moves differently) and relation
 #   expressions (the referent is defined by another object) are the hard kinds for a model this
 #   small trained this briefly (best.pt, the last evaluation here: about 0.47-0.51 appearance, 0.32

@@ -6,18 +6,13 @@ Importing this package imports numpy, torch and PIL only; open_clip (for CLIP's 
 and pycocotools (for MeViS RLE masks) are imported on first use.
 """
 
+from rvoslib.data.a2d import read_a2d_sentences
 from rvoslib.data.dataset import RVOSDataset, collate_clips, eval_windows, sample_train_indices
-from rvoslib.data.formats import (
-    READERS,
-    read_jhmdb_sentences,
-    read_a2d_sentences,
-    read_dataset,
-    read_mevis,
-    read_ref_davis17,
-    read_ref_youtube_vos,
-    read_refcoco,
-)
+from rvoslib.data.davis import read_ref_davis17
+from rvoslib.data.formats import READERS, read_dataset, read_mevis, read_ref_youtube_vos
+from rvoslib.data.jhmdb import read_jhmdb_sentences
 from rvoslib.data.records import DatasetFormatError, Expression, MasksUnavailableError, VideoRecord
+from rvoslib.data.refcoco import read_refcoco
 from rvoslib.data.synthetic import make_caption_pairs, write_synthetic_dataset
 
 __all__ = [

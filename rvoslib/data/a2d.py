@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from einops import rearrange
 
-from rvoslib.data.files import PathLike, drop_empty_sentences, sorted_images
+from rvoslib.data.files import PathLike, csv_rows, drop_empty_sentences, int_field, sorted_images
 from rvoslib.data.records import (DatasetFormatError, Expression, MaskSource, MasksUnavailableError, VideoRecord,
                                   check_path_component)
 from rvoslib.io import image_size
@@ -110,28 +110,13 @@ def _read_a2d_videoset(path: Path) -> dict[str, dict]:
 
 def _read_a2d_queries(path: Path) -> dict[str, list[Expression]]:
     """a2d_annotation.txt (csv with header video_id,instance_id,query) -> {vid: [Expression]}."""
-    if not path.is_file():
-        raise FileNotFoundError(f"A2D text annotations not found: {path}")
     result: dict[str, list[Expression]] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"video_id", "instance_id", "query"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)} in the header {reader.fieldnames}")
-        for row_number, row in enumerate(reader, start=2):
-            try:
-                instance = int(row["instance_id"])
-            except (TypeError, ValueError) as error:
-                raise DatasetFormatError(
-                    f"{path}, line {row_number}: instance_id {row['instance_id']!r} is not an integer"
-                ) from error
-            video_id = check_path_component(row["video_id"] or "", f"{path}, line {row_number}", "video id")
-            expressions = result.setdefault(video_id, [])
-            expressions.append(
-                Expression(
-                    str(len(expressions)), (row["query"] or "").strip(), [instance + 1], extra={"instance_id": instance}
-                )
-            )
+    for line, row in csv_rows(path, ("video_id", "instance_id", "query"), "A2D text annotations"):
+        instance = int_field(row, "instance_id", path, line)
+        video_id = check_path_component(row["video_id"] or "", f"{path}, line {line}", "video id")
+        expressions = result.setdefault(video_id, [])
+        sentence = (row["query"] or "").strip()
+        expressions.append(Expression(str(len(expressions)), sentence, [instance + 1], extra={"instance_id": instance}))
     return {video: drop_empty_sentences(exps, path, video) for video, exps in result.items()}
 
 

@@ -12,15 +12,14 @@ from a meta_expressions.json.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rvoslib.data.files import (PathLike, drop_empty_sentences, expressions_from_meta, load_meta_expressions,
-                                palette_mask_paths, sorted_images)
+from rvoslib.data.files import (PathLike, csv_rows, drop_empty_sentences, expressions_from_meta, int_field,
+                                load_meta_expressions, palette_mask_paths, sorted_images)
 from rvoslib.data.records import DatasetFormatError, Expression, PaletteMasks, VideoRecord, check_path_component
 
 logger = logging.getLogger(__name__)
@@ -71,26 +70,14 @@ def read_davis_expressions_csv(path: PathLike, annotator: int | None = None) -> 
     the row's position within its video ("0", "1", ...).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Ref-DAVIS17 expression csv not found: {path}")
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=";")
-        missing = {"video_id", "instance_id", "ref_exp"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)} in the header {reader.fieldnames}")
-        result: dict[str, list[Expression]] = {}
-        for row_number, row in enumerate(reader, start=2):
-            try:
-                obj_id = int(row["instance_id"])
-            except (TypeError, ValueError) as error:
-                raise DatasetFormatError(
-                    f"{path}, line {row_number}: instance_id {row['instance_id']!r} is not an integer"
-                ) from error
-            video_id = check_path_component((row["video_id"] or "").strip(), f"{path}, line {row_number}", "video id")
-            expressions = result.setdefault(video_id, [])
-            extra = {k: v for k, v in row.items() if k not in ("video_id", "instance_id", "ref_exp")}
-            sentence = (row["ref_exp"] or "").strip()
-            expressions.append(Expression(str(len(expressions)), sentence, [obj_id], annotator=annotator, extra=extra))
+    result: dict[str, list[Expression]] = {}
+    for line, row in csv_rows(path, ("video_id", "instance_id", "ref_exp"), "Ref-DAVIS17 expression csv", ";"):
+        obj_id = int_field(row, "instance_id", path, line)
+        video_id = check_path_component((row["video_id"] or "").strip(), f"{path}, line {line}", "video id")
+        expressions = result.setdefault(video_id, [])
+        extra = {k: v for k, v in row.items() if k not in ("video_id", "instance_id", "ref_exp")}
+        sentence = (row["ref_exp"] or "").strip()
+        expressions.append(Expression(str(len(expressions)), sentence, [obj_id], annotator=annotator, extra=extra))
     return {video: drop_empty_sentences(exps, path, video) for video, exps in result.items()}
 
 

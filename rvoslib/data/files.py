@@ -5,11 +5,12 @@ Every error names the file (and the video, expression or frame) it is about.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from rvoslib.data.records import DatasetFormatError, Expression, check_path_component
 from rvoslib.io import IMAGE_EXTENSIONS
@@ -17,6 +18,34 @@ from rvoslib.io import IMAGE_EXTENSIONS
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
+
+# ----------------------------------------------------------------------------- csv
+
+
+def csv_rows(path: Path, columns: Sequence[str], what: str, delimiter: str = ",") -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` for each data row of a csv file with a header (first row: line 2).
+
+    Raises:
+        FileNotFoundError ("<what> not found: <path>"), DatasetFormatError naming the
+        file and the header when one of ``columns`` is missing.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        missing = set(columns) - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)} in the header {reader.fieldnames}")
+        yield from enumerate(reader, start=2)
+
+
+def int_field(row: dict, column: str, path: Path, line: int) -> int:
+    """``int(row[column])``; DatasetFormatError naming the file, line and value when it is not an integer."""
+    try:
+        return int(row[column])
+    except (TypeError, ValueError) as error:
+        raise DatasetFormatError(f"{path}, line {line}: {column} {row[column]!r} is not an integer") from error
 
 
 # ----------------------------------------------------------------------------- json

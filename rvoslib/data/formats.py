@@ -42,23 +42,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from rvoslib.data.a2d import A2DMasks, read_a2d_sentences
-from rvoslib.data.davis import read_davis_expressions_csv, read_davis_expressions_txt, read_ref_davis17
-from rvoslib.data.files import (PathLike, drop_empty_sentences, expressions_from_meta, load_json,
-                                load_meta_expressions, palette_mask_paths, parse_obj_ids, resolve_frame_paths)
+from rvoslib.data.a2d import read_a2d_sentences
+from rvoslib.data.davis import read_ref_davis17
+from rvoslib.data.files import (PathLike, expressions_from_meta, load_json, load_meta_expressions, palette_mask_paths,
+                                parse_obj_ids, resolve_frame_paths)
 from rvoslib.data.jhmdb import read_jhmdb_sentences
 from rvoslib.data.records import DatasetFormatError, MaskSource, PaletteMasks, VideoRecord
 from rvoslib.data.refcoco import read_refcoco, read_refcoco_plus, read_refcoco_union, read_refcocog
 from rvoslib.io import image_size
 
 logger = logging.getLogger(__name__)
-
-__all__ = [  # the readers and helpers other modules import from here
-    "A2DMasks", "FORMAT_ALIASES", "READERS", "RLEMasks", "canonical_format", "check_masks", "drop_empty_sentences",
-    "load_json", "load_meta_expressions", "read_a2d_sentences", "read_dataset", "read_davis_expressions_csv",
-    "read_davis_expressions_txt", "read_jhmdb_sentences", "read_mevis", "read_ref_davis17", "read_ref_youtube_vos",
-    "read_refcoco", "resolve_frame_paths",
-]
 
 
 # ----------------------------------------------------------------------------- Ref-YouTube-VOS
@@ -295,10 +288,3 @@ def canonical_format(name: str) -> str:
 def read_dataset(name: str, root: PathLike, **kwargs: Any) -> list[VideoRecord]:
     """Read a dataset by format name or alias (see ``FORMAT_ALIASES``); kwargs go to the reader."""
     return READERS[canonical_format(name)](root, **kwargs)
-
-
-def check_masks(record: VideoRecord) -> None:
-    """Decode every annotated frame of a record once (files and sizes checked); raises on the first problem."""
-    obj_ids = sorted({obj_id for expression in record.expressions for obj_id in expression.obj_ids})
-    for index in record.annotated_indices():
-        record.load_mask(index, obj_ids)

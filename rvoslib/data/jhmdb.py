@@ -20,13 +20,13 @@ overall and mean IoU, P@k), as for A2D-Sentences.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from rvoslib.data.files import csv_rows
 from rvoslib.data.matfile import read_mat_variable
 from rvoslib.data.records import (
     DatasetFormatError,
@@ -106,21 +106,14 @@ def _video_folders(root: Path, top: str) -> dict[str, Path]:
 
 def read_jhmdb_queries(path: Path) -> dict[str, list[Expression]]:
     """jhmdb_annotation.txt (csv, header ``video_id,query``) -> ``{video: [Expression]}`` (object id 1)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"JHMDB-Sentences text annotations not found: {path}")
     result: dict[str, list[Expression]] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"video_id", "query"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)} in the header {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            video = check_path_component((row["video_id"] or "").strip(), f"{path}, line {line}", "video id")
-            text = (row["query"] or "").strip()
-            if not text:
-                raise DatasetFormatError(f"{path}, line {line}: empty query for video {video!r}")
-            expressions = result.setdefault(video, [])
-            expressions.append(Expression(str(len(expressions)), text, [1]))
+    for line, row in csv_rows(path, ("video_id", "query"), "JHMDB-Sentences text annotations"):
+        video = check_path_component((row["video_id"] or "").strip(), f"{path}, line {line}", "video id")
+        text = (row["query"] or "").strip()
+        if not text:
+            raise DatasetFormatError(f"{path}, line {line}: empty query for video {video!r}")
+        expressions = result.setdefault(video, [])
+        expressions.append(Expression(str(len(expressions)), text, [1]))
     return result
 
 
