@@ -184,7 +184,7 @@ class DataConfig:
     # True: each training item keeps the frames (and flip, jitter) drawn for it in epoch 0, every epoch;
     # False: new ones every epoch. A diagnostic: one benchmarks.model_probe run learnt which way things
     # move with fixed windows and its twin with fresh ones did not; in rvoslib train fixed windows
-    # were not enough alone (README, "Which part of rvoslib train stops the order")
+    # were not enough alone (docs/toy_scale_findings.md, "Which part of rvoslib train stops the order")
     fixed_windows: bool = False
     num_workers: int = 0  # DataLoader workers
     # joint training: a second dataset mixed into the training set (e.g. RefCOCO images, which become

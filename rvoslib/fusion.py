@@ -14,20 +14,21 @@ The attention primitive and the feed-forward block come from ``rvoslib.attention
 Scope (``fusion.scope``). With ``"clip"`` (the paper's stage 2, the default) the words' queries
 read the T*h*w tokens of all frames at once. That read has no time code, so it is a view of the
 *set* of frames: it tells the words where each object has been, not in which order, which already
-separates a still object from a moving one, or a horizontal mover from a vertical one (README, "The
-text path, tested with an oracle"). With ``"frame"`` the words read each frame on its own,
-``E'_t = E + CrossAttn(E -> V_t)``, and frame t's video tokens read ``E'_t``; the E' handed on is
-the mean of the ``E'_t`` over frames (still a set view across frames, so a strictly per-frame
-model also needs ``spatiotemporal.decoder_words="text"``). That is the strict control with no
-temporal pathway: no temporal prompts, frame-only attention, no history, frame-scope fusion and
-the text encoder's words in the decoder.
+separates a still object from a moving one, or a horizontal mover from a vertical one
+(docs/toy_scale_findings.md, "The text path, tested with an oracle"). With ``"frame"`` the words
+read each frame on its own, ``E'_t = E + CrossAttn(E -> V_t)``, and frame t's video tokens read
+``E'_t``; the E' handed on is the mean of the ``E'_t`` over frames (still a set view across
+frames, so a strictly per-frame model also needs ``spatiotemporal.decoder_words="text"``). That is
+the strict control with no temporal pathway: no temporal prompts, frame-only attention, no
+history, frame-scope fusion and the text encoder's words in the decoder.
 
 Sentence (``fusion.sentence``). The paper gates the fused tokens by the sentence; "add" instead adds a
 projection of the sentence to every token, with no gate. ``benchmarks/motion_probe.py --readout
 fusion`` trains stage 2 + the stage-3 encoder on the tiny CLIP's patch tokens to find which of several
 look-alikes moves a given way, at the full model's budget (batch 4 x 4000 steps). Behind the gate,
 stage 3 learned the frames' order in one run of four seed pairs; with "add" it learned it in all four
-(README, "Stage 2's sentence gate"). In the full model this alone did not make the order learnable.
+(docs/toy_scale_findings.md, "Stage 2's sentence gate"). In the full model this alone did not make
+the order learnable.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ instead. Why one might: grounding a motion sentence needs two learned parts at o
 (to carry which way the attended object went) and a readout that matches that direction with the
 sentence's words; while both are near zero neither gets much gradient from the other, a saddle
 that a random start at the values' own scale (about 0.59 for pre-norm tokens through a default
-``nn.Linear(d, d)``, measured at init) may leave sooner. Measured at toy scale (README, session 16):
-with 0.5, the loss of two init seeds left its plateau at steps 5650 and 3250 instead of 8450 and
-5500; that the saddle is the reason was not tested.
+``nn.Linear(d, d)``, measured at init) may leave sooner. Measured at toy scale
+(docs/toy_scale_findings.md, session 16): with 0.5, the loss of two init seeds left its plateau at
+steps 5650 and 3250 instead of 8450 and 5500; that the saddle is the reason was not tested.
 """
 
 from __future__ import annotations

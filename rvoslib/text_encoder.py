@@ -39,7 +39,7 @@ Linear (D_t -> D_t, identity at init) of each word's own token embedding, layer-
 added to its word feature: ``words += W_lex LN(E[token])``. The sentence feature stays CLIP's,
 unless ``prompts.lexical_sentence`` also adds the mean of those vectors over the sentence's words
 (a bag of words): ``sentence += mean_w W_lex LN(E[w])``. Measured on motion-only hard videos
-(README, "The text path, tested with an oracle"): with either form the tiny model stays at chance
+(docs/toy_scale_findings.md, "The text path, tested with an oracle"): with either form the tiny model stays at chance
 on held-out motion sentences, where an oracle code per motion word lifts it well above.
 
 Why: a frozen text tower passes on only the distinctions it learned. The shipped tiny CLIP
@@ -67,15 +67,16 @@ the tower or the token embeddings make them, the same contrast the oracle of
   ``sentence += b``, so every word position carries the motion word's code, as the oracle's code
   sits on every position.
 
-Measured on motion-only hard videos, 1500 steps, held-out right object (README, "Word codes, a
+Measured on motion-only hard videos, 1500 steps, held-out right object (docs/toy_scale_findings.md, "Word codes, a
 strict control, and order-only videos"): "own" stays at chance (36.5%, chance 41.8%), "bag" gives
 45.8%, and the oracle code on every word but not the sentence 53.1%. What counts is that the code
 reaches every word position. At 4000 steps "bag" reaches 54.2%, and 0.469 hard-motion J&F on a
 fresh split (motion-blind reference 0.454). In ``rvoslib train`` on order-only motion sentences
-(README, "Which part of `rvoslib train` stops the order") "bag" learns the order later than the
-oracle code: at chance after 8000 steps, 77.9% right object after 16000 (its loss drops at step
-~10700, the oracle runs' at 3000-4400); seed 0. With ``word_code_std=2.5`` the motion word's share of
-the bag is about the oracle code's scale, and the drop came sooner (README, same section; one run each).
+(docs/toy_scale_findings.md, "Which part of `rvoslib train` stops the order") "bag" learns the
+order later than the oracle code: at chance after 8000 steps, 77.9% right object after 16000 (its
+loss drops at step ~10700, the oracle runs' at 3000-4400); seed 0. With ``word_code_std=2.5`` the
+motion word's share of the bag is about the oracle code's scale, and the drop came sooner (same
+section; one run each).
 Words whose ids share a row share a code (the toy world's vocabulary is collision-free at 4093
 rows; a test checks it). At real scale a pretrained tower already separates such words; this is a
 toy-scale stand-in for that knowledge.

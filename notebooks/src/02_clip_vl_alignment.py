@@ -582,8 +582,8 @@ fig
 #   random features (chance 25 %): inside a shape a patch is one flat colour, so the trained network
 #   must bring the outline around it into the token, and it partly does. (The 1800-step version
 #   did not: 31 %, like random features. The RVOS model reads these tokens, and telling a circle
-#   from a square is what its appearance sentences need most; repository README, "Why appearance is
-#   stuck: shape".)
+#   from a square is what its appearance sentences need most; `docs/toy_scale_findings.md`, "Why
+#   appearance is stuck: shape".)
 #
 # So, honestly: contrastive pretraining on whole scenes, at this scale, learned mostly **which
 # attributes are present**, a little of **which belongs to which object**, and nothing usable of

@@ -512,8 +512,8 @@ plt.show()
 # **untrained twin** has the same config and the same frozen CLIP object (`clip=`), with every
 # trainable part freshly initialised: the difference between the two is what training did.
 #
-# We measure on fresh synthetic clips made in memory with the README's fresh standard split seed
-# (9001, split `valid`): the first T frames of each video, i.e. one window, with each of its
+# We measure on fresh synthetic clips made in memory with seed 9001 (split `valid`), the standard
+# split of issue 11's first fresh-seed table (`docs/toy_scale_findings.md`): the first T frames of each video, i.e. one window, with each of its
 # sentences. The numbers:
 #
 # * **prompt similarity**: cosine between prompts, and their *spread* $\frac{1}{P}\sum_i \lVert p_i - \bar p\rVert / \lVert \bar p \rVert$

@@ -222,7 +222,8 @@ print("with prompts: stage-1 encoder == encoder without stage 1:",
 # The shipped trained tiny model (`rvoslib.runtime.TINY_RVOS_CHECKPOINT`, loaded with
 # `model_from_checkpoint`) and its **untrained twin** (same config, same frozen CLIP object, fresh
 # trainable parts) run from here on, in both modes (the trained checkpoint is a tiny one), on fresh
-# synthetic clips made in memory with the README's fresh standard split seed (9001, split `valid`).
+# synthetic clips made in memory with seed 9001 (split `valid`), the standard split of issue 11's
+# first fresh-seed table (`docs/toy_scale_findings.md`).
 # First what training did to the gates: it moved them off 0, but not far.
 
 # %%
@@ -332,8 +333,8 @@ fig
 # So a word spreads one unit of attention over all $T \cdot N$ patches of the clip (`word_to_video`),
 # each patch spreads one unit over the words (`video_to_word`), and the sentence acts on the channels
 # of every patch alike: the paper's gate $\sigma(\cdot) \in (0, 1)^d$ scales them, "add" shifts them
-# by one vector; neither has a spatial extent. The shipped model uses "add" (the README's section
-# "Stage 2's sentence gate" says why); the cell below prints whichever the loaded model has.
+# by one vector; neither has a spatial extent. The shipped model uses "add" (section "Stage 2's
+# sentence gate" of `docs/toy_scale_findings.md` says why); the cell below prints whichever the loaded model has.
 
 # %%
 w2v = attn["fusion"]["word_to_video"]  # (B, L, T*h*w)
