@@ -67,7 +67,8 @@ DEFAULTS = ("model.fusion.sentence=add", "model.spatiotemporal.value_position=re
 
 def questions() -> list[str]:
     """One sentence per motion class (``MOTIONS`` order): "the shape <first phrase>"."""
-    from rvoslib.data.synthetic import MOTIONS, motion_phrases
+    from rvoslib.data.expressions import motion_phrases
+    from rvoslib.data.shapes import MOTIONS
 
     return [f"the shape {motion_phrases(m)[0]}" for m in MOTIONS]
 

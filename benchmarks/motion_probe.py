@@ -90,7 +90,7 @@ def order_needed(videos) -> tuple[np.ndarray, np.ndarray]:
     moves along the referent's axis (left/right; up/down/bouncing), so that only the frames' order
     tells them apart, (N,) bool; and the chance of a reader of unordered positions, (N,)
     1 / (objects on the referent's axis)."""
-    from rvoslib.data.synthetic import MOTIONS, motion_axis
+    from rvoslib.data.shapes import MOTIONS, motion_axis
 
     flags, chances = [], []
     for video in videos:
@@ -140,7 +140,8 @@ def text_queries() -> "torch.Tensor":
 
     from rvoslib.backbone import create_clip, get_tokenizer
     from rvoslib.config import tiny
-    from rvoslib.data.synthetic import MOTIONS, motion_phrases
+    from rvoslib.data.expressions import motion_phrases
+    from rvoslib.data.shapes import MOTIONS
     from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
     from rvoslib.text_encoder import PromptedTextEncoder, tokenize
 

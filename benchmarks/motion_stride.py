@@ -53,7 +53,7 @@ def score_video(video, masks: np.ndarray, indices: Sequence[int], probs: Optiona
 def same_axis_look_alikes(video, expression) -> int:
     """Objects that fit the sentence's described attributes and whose motion an unordered set of
     positions cannot tell from the referent's (left vs right; up, down, bouncing), the referent included."""
-    from rvoslib.data.synthetic import motion_axis
+    from rvoslib.data.shapes import motion_axis
 
     attrs, own = expression["spec"]["attrs"], next(o for o in video.objects if o.obj_id == expression["obj_id"])
     return sum(all(getattr(o, k) == v for k, v in attrs.items()) and motion_axis(o.motion) == motion_axis(own.motion)

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from rvoslib.data.scenes import Scene
-from rvoslib.data.synthetic import MOTIONS, motion_phrases
+from rvoslib.data.expressions import motion_phrases
+from rvoslib.data.shapes import MOTIONS
 from rvoslib.pretrain_eval import encode_captions, encode_images, eval_mode, get_tokenizer
 
 

@@ -28,7 +28,7 @@ from einops import rearrange
 
 from rvoslib import viz
 from rvoslib.probes import real_words
-from rvoslib.data import synthetic
+from rvoslib.data import expressions, shapes, synthetic
 from rvoslib.online import carries_history, prepare_frames, upsample_logits, window_ranges
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ PUNCTUATION = re.compile(r"[.,;:!?\"']")
 
 def known_words() -> frozenset[str]:
     """Every word the synthetic generator puts in a referring sentence (its whole vocabulary)."""
-    words = {"the", *synthetic.SHAPES, *synthetic.COLOURS, *synthetic.SIZES, *synthetic._NOUNS}
-    phrases = [p for group in synthetic._MOTION_PHRASES.values() for p in group]
-    phrases += [p for group in synthetic._RELATION_PHRASES.values() for p in group]
+    words = {"the", *shapes.SHAPES, *shapes.COLOURS, *shapes.SIZES, *expressions._NOUNS}
+    phrases = [p for group in expressions._MOTION_PHRASES.values() for p in group]
+    phrases += [p for group in expressions._RELATION_PHRASES.values() for p in group]
     for phrase in phrases:
         words.update(phrase.split())
     return frozenset(words)
@@ -61,8 +61,8 @@ def check_sentence(sentence: Any) -> tuple[list[str], Optional[str]]:
     unknown = sorted({w for w in words if w not in known_words()})
     if unknown:
         return [], (f"The tiny model only knows the words of the synthetic sentences; it has never seen "
-                    f"{', '.join(repr(w) for w in unknown)}. Use colours ({', '.join(synthetic.COLOURS)}), "
-                    f"shapes ({', '.join(synthetic.SHAPES)}), sizes (small, large), motions "
+                    f"{', '.join(repr(w) for w in unknown)}. Use colours ({', '.join(shapes.COLOURS)}), "
+                    f"shapes ({', '.join(shapes.SHAPES)}), sizes (small, large), motions "
                     f"(moving left / right / up / down, bouncing, standing still) or relations "
                     f"(left of, right of, above, below).")
     return words, None
@@ -111,7 +111,7 @@ class PlaygroundResult:
                 + (f"; others: {others}" if others else "") + f". {self.seconds:.2f} s")
 
 
-def describe(obj: synthetic.ShapeObject) -> str:
+def describe(obj: shapes.ShapeObject) -> str:
     """"large red circle (moving left)"."""
     motion = "static" if obj.motion == "static" else f"moving {obj.motion}" if obj.motion != "bouncing" else "bouncing"
     return f"{obj.size} {obj.colour} {obj.shape} ({motion})"

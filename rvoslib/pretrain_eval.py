@@ -178,7 +178,7 @@ def binding_queries(scenes: Sequence[Scene], seed: int = 0) -> list[dict]:
     - relation: a relation that holds from a to b, both the only objects of their colour and shape:
       "a red circle to the left of a blue square" vs "a blue square to the left of a red circle".
     """
-    from rvoslib.data.synthetic import RELATIONS, _relation_holds
+    from rvoslib.data.expressions import RELATIONS, _relation_holds
 
     rng = np.random.default_rng([seed, 12])
     queries = []

@@ -8,7 +8,9 @@ import torch
 from benchmarks import motion_oracle as mo
 from rvoslib.backbone import create_clip, get_tokenizer
 from rvoslib.config import tiny
-from rvoslib.data.synthetic import MOTIONS, motion_phrases, write_synthetic_dataset
+from rvoslib.data.expressions import motion_phrases
+from rvoslib.data.shapes import MOTIONS
+from rvoslib.data.synthetic import write_synthetic_dataset
 from rvoslib.runtime import TINY_CLIP_CHECKPOINT, TINY_RVOS_CHECKPOINT, find_sample
 from rvoslib.text_encoder import PromptedTextEncoder, tokenize
 

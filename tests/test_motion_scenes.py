@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rvoslib.data import scenes as sc
-from rvoslib.data.synthetic import COLOURS, MOTIONS, SHAPES, ShapeObject, motion_phrases, render_frames
+from rvoslib.data.expressions import motion_phrases
+from rvoslib.data.shapes import COLOURS, MOTIONS, SHAPES, ShapeObject, render_frames
 
 _PHRASE_TO_MOTION = {p: m for m in MOTIONS for p in motion_phrases(m)}
 _MOTION_MENTION = re.compile(

@@ -11,7 +11,8 @@ from rvoslib import motion_words
 from rvoslib.backbone import create_clip
 from rvoslib.config import BackboneConfig
 from rvoslib.data.scenes import make_scene_pool
-from rvoslib.data.synthetic import COLOURS, MOTIONS, SHAPES, motion_phrases
+from rvoslib.data.expressions import motion_phrases
+from rvoslib.data.shapes import COLOURS, MOTIONS, SHAPES
 from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
 
 KEYS = list(itertools.product(COLOURS, SHAPES, MOTIONS))  # one embedding axis per (colour, shape, motion)

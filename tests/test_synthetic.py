@@ -9,13 +9,13 @@ import pytest
 
 from rvoslib.cli import main
 from rvoslib.data import make_caption_pairs, read_ref_youtube_vos, write_synthetic_dataset
+from rvoslib.data.expressions import referents
 from rvoslib.data.synthetic import (
     COLOURS,
     SHAPES,
     SyntheticOptions,
     all_captions,
     generate_videos,
-    referents,
     render_frames,
     shape_mask,
 )
@@ -173,7 +173,7 @@ def test_caption_pairs():
 
 def _twin_axes(video) -> list[set[str]]:
     """For each group of two or three look-alikes: the axes of its motions (``motion_axis``)."""
-    from rvoslib.data.synthetic import motion_axis
+    from rvoslib.data.shapes import motion_axis
 
     groups: dict[tuple, list[str]] = {}
     for obj in video.objects:

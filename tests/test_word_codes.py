@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from rvoslib.backbone import create_clip, get_tokenizer
 from rvoslib.config import tiny
-from rvoslib.data.synthetic import COLOURS, MOTIONS, SHAPES, SIZES, motion_phrases
+from rvoslib.data.expressions import motion_phrases
+from rvoslib.data.shapes import COLOURS, MOTIONS, SHAPES, SIZES
 from rvoslib.runtime import TINY_CLIP_CHECKPOINT, find_sample
 from rvoslib.text_encoder import PromptedTextEncoder, tokenize
 

@@ -211,7 +211,8 @@ fig
 # (notebooks 03 and 05).
 
 # %%
-from rvoslib.data.synthetic import generate_videos, referents
+from rvoslib.data.expressions import referents
+from rvoslib.data.synthetic import generate_videos
 
 generated = generate_videos(len(valid), seed=0, split="valid")
 for video, rec in zip(generated, valid):

@@ -1,6 +1,7 @@
 """Datasets: one in-memory form (records.py), readers (formats.py dispatches; davis.py, a2d.py, jhmdb.py,
-refcoco.py; files.py holds what they share), synthetic shapes
-(synthetic.py), clip transforms (transforms.py), the torch Dataset and collate (dataset.py).
+refcoco.py; files.py holds what they share), synthetic shapes videos (synthetic.py; the shapes
+world in shapes.py, the referring expressions in expressions.py), clip transforms (transforms.py),
+the torch Dataset and collate (dataset.py).
 
 Importing this package imports numpy, torch and PIL only; open_clip (for CLIP's mean/std)
 and pycocotools (for MeViS RLE masks) are imported on first use.

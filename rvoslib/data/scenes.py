@@ -7,7 +7,7 @@ is image-level. Each object is a ``ShapeObject`` with one centre (``centres`` of
 
 A caption names one or more objects of the scene by some of their attributes (size, colour,
 shape, or the nouns "shape" / "object"), sometimes with a spatial relation between two of
-them (left of / right of / above / below, true by ``synthetic._relation_holds``), or with the
+them (left of / right of / above / below, true by ``expressions._relation_holds``), or with the
 number of objects, in varied templates and word orders:
 
     "a red circle to the left of a small blue square"   "the large yellow object"
@@ -43,28 +43,26 @@ from typing import Sequence
 
 import numpy as np
 
-from rvoslib.data.synthetic import (
+from rvoslib.data.expressions import (
     _DESCRIPTIONS,
     _NOUNS,
     _RELATION_PHRASES,
+    RELATIONS,
+    _matches,
+    _relation_holds,
+    motion_phrases,
+)
+from rvoslib.data.shapes import (
     COLOURS,
     MOTIONS,
-    RELATIONS,
     SHAPES,
     SIZES,
     ShapeObject,
     SyntheticOptions,
-    _appearances,
-    _far_enough,
-    _matches,
-    _place_objects,
-    _motions,
-    _relation_holds,
-    _visible_enough,
-    motion_phrases,
     render_frames,
     trajectory,
 )
+from rvoslib.data.synthetic import _appearances, _far_enough, _motions, _place_objects, _visible_enough
 
 _SALT = zlib.crc32(b"scenes")
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
