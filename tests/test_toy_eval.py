@@ -1,7 +1,9 @@
-"""benchmarks/toy_eval.py (fresh-split scoring) and benchmarks/ship_tiny_rvos.py (export + sidecar)."""
+"""benchmarks/toy_eval.py (fresh-split scoring), benchmarks/ship_tiny_rvos.py (export + sidecar) and the README's
+copy of the committed before/after table."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +167,38 @@ def test_order_needed_marks_look_alikes_that_move_along_the_same_axis():
             assert set_reader_chance(video, e) == 1 / (1 + len(same_axis))
             seen[bool(same_axis)] += 1
     assert seen[True] > 5 and seen[False] > 5  # both cases occur in hard videos
+
+
+# ----------------------------------------------------------------------------- the README's copy
+
+
+def _readme_row(section: str, prefix: str) -> list[str]:
+    """The cells after the name of the one table row of ``section`` whose name starts with ``prefix``."""
+    rows = [line for line in section.splitlines() if line.startswith(f"| {prefix}")]
+    assert len(rows) == 1, f"{len(rows)} rows of the README's before/after section start with {prefix!r}"
+    return [c.strip() for c in rows[0].strip("|").split("|")[1:]]
+
+
+def test_readme_before_after_is_the_committed_result():
+    """The toy-scale section's before/after table and its target rows are read off the committed
+    benchmarks/toy_eval_issue11_seeds9941.json: re-scoring a model without updating the README fails."""
+    repo = Path(__file__).resolve().parents[1]
+    results = json.loads((repo / "benchmarks/toy_eval_issue11_seeds9941.json").read_text())
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Before and after, on fresh splits")
+    readme = readme[start:readme.index("\n### ", start + 1)]  # this section only
+    table = toy_eval.markdown(results).splitlines()
+    committed = {row.split(" | ")[0][2:].split(":")[0]: [c.strip() for c in row.strip("|").split("|")[1:]]
+                 for row in table if row.startswith("| ") and not row.startswith("| model")}
+    for prefix in ("before", "after", "lead, not shipped", "*motion-blind reference*"):
+        key = next(k for k in committed if k.startswith(prefix))
+        assert _readme_row(readme, prefix) == committed[key], prefix
+    assert f"seeds {results['seeds']['standard']} / {results['seeds']['hard']}" in readme
+    shipped = next(m for name, m in results["models"].items() if name.startswith("after"))
+    targets = {"standard split J&F >= 0.85": (shipped["standard"]["J&F"], 0.85),
+               "standard split appearance J&F >= 0.90": (shipped["standard"]["J&F/appearance"], 0.90),
+               "`--hard` motion J&F >= 0.60": (shipped["hard"]["J&F/motion"], 0.60)}
+    for target, (value, threshold) in targets.items():
+        measured, status = _readme_row(readme, target)
+        assert measured.startswith(f"{value:.3f}"), target  # the first number given is this split's
+        assert ("met" in status and "missed" not in status) == (value >= threshold), target
